@@ -1,0 +1,2 @@
+/* aliases.c */
+#include "config.h"

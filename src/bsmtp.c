@@ -1,0 +1,2 @@
+/* bsmtp.c */
+#include "config.h"

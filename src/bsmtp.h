@@ -1,0 +1,3 @@
+#ifndef ACSMAIL_BSMTP_H
+#define ACSMAIL_BSMTP_H
+#endif

@@ -1,0 +1,2 @@
+/* deliver.c */
+#include "config.h"

@@ -1,0 +1,3 @@
+/* main.c: mode dispatch */
+#include "config.h"
+int main(void) { return 0; }

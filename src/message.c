@@ -1,0 +1,2 @@
+/* message.c */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* mime.c */
+#include "config.h"

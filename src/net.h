@@ -1,0 +1,3 @@
+#ifndef ACSMAIL_NET_H
+#define ACSMAIL_NET_H
+#endif

@@ -1,0 +1,2 @@
+/* queue.c */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* ratelimit.c */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* rfc5322.c */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* smtp.c */
+#include "config.h"

@@ -1,0 +1,2 @@
+/* tls.c */
+#include "config.h"

@@ -1,0 +1,3 @@
+#ifndef ACSMAIL_TLS_H
+#define ACSMAIL_TLS_H
+#endif
