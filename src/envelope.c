@@ -1,6 +1,4 @@
 /* envelope.c */
-#include "config.h"
-
 #include <stdlib.h>
 
 #include "envelope.h"

@@ -1,3 +1,496 @@
-/* main.c: mode dispatch */
+/* main.c: mode dispatch, and the one place where exit codes are decided */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "aliases.h"
+#include "cli.h"
 #include "config.h"
-int main(void) { return 0; }
+#include "deliver.h"
+#include "envelope.h"
+#include "log.h"
+#include "message.h"
+#include "policy.h"
+#include "queue.h"
+#include "smtp.h"
+#include "status.h"
+#include "util.h"
+
+static double
+now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The person at a terminal (or asking with -v) hears about a queued message. */
+static bool
+tell_user(const struct options *o)
+{
+	return o->verbose || isatty(STDERR_FILENO);
+}
+
+static int
+report(const struct status *st)
+{
+	const char *hint;
+
+	fprintf(stderr, "acsmail: %s\n", st->text);
+	hint = smtp_hint(st->text);
+	if (hint != NULL)
+		fprintf(stderr, "acsmail: hint: %s\n", hint);
+	return st->code;
+}
+
+static bool
+privileged(void)
+{
+	return getuid() != geteuid() || getgid() != getegid();
+}
+
+/* Before a user-supplied path is opened, the setgid privilege goes (SPEC §7). */
+static int
+drop_privileges(struct status *st)
+{
+	if (!privileged())
+		return EX_OK;
+	if (setgid(getgid()) != 0 || setuid(getuid()) != 0)
+		return status_set(st, EX_OSERR, "cannot drop privileges: %s", strerror(errno));
+	return EX_OK;
+}
+
+static const char *
+temp_dir(const struct config *cfg)
+{
+	const char *t;
+
+	if (access(cfg->queue_dir, W_OK | X_OK) == 0)
+		return cfg->queue_dir;
+	t = privileged() ? NULL : getenv("TMPDIR");
+	return t != NULL && *t != '\0' ? t : "/tmp";
+}
+
+/* An unlinked temporary file for the message as it will be sent. */
+static FILE *
+temp_file(const char *dir, struct status *st)
+{
+	char *path = xasprintf("%s/.acsmail-XXXXXX", dir);
+	int fd = mkstemp(path);
+	FILE *f;
+
+	if (fd < 0) {
+		status_set(st, EX_TEMPFAIL, "cannot create a temporary file in %s: %s", dir,
+		    strerror(errno));
+		free(path);
+		return NULL;
+	}
+	unlink(path);
+	free(path);
+	f = fdopen(fd, "w+");
+	if (f == NULL) {
+		close(fd);
+		status_set(st, EX_TEMPFAIL, "cannot open a temporary file: %s", strerror(errno));
+	}
+	return f;
+}
+
+/* Writes m to a new temporary file; *size gets its length. */
+static FILE *
+prepare(const char *dir, struct message *m, off_t *size, struct status *st)
+{
+	FILE *f = temp_file(dir, st);
+
+	if (f == NULL)
+		return NULL;
+	if (message_write(m, f, st) != EX_OK || fflush(f) != 0) {
+		if (st->code == EX_OK)
+			status_set(st, EX_TEMPFAIL, "cannot write a temporary file: %s",
+			    strerror(errno));
+		fclose(f);
+		return NULL;
+	}
+	*size = ftello(f);
+	rewind(f);
+	return f;
+}
+
+/* A message that cannot be delivered is kept with the reason: nothing a
+ * caller handed over is lost (SPEC §3). Returns the code to exit with. */
+static int
+keep_failed(const struct config *cfg, const char *qid, const struct envelope *env, FILE *msg,
+    off_t size, const struct status *why)
+{
+	struct envelope none = {0};
+	struct status st;
+
+	status_clear(&st);
+	if (env == NULL || env->sender == NULL) {
+		none.sender = cfg->from;
+		env = &none;
+	}
+	if (queue_store_failed(cfg, qid, env, msg, size, why->text, &st) == EX_OK) {
+		fprintf(stderr, "acsmail: %s (kept as %s in the failed area)\n", why->text, qid);
+		log_line(LOG_ERR, "id=%s kept in the failed area: %s", qid, why->text);
+	} else {
+		fprintf(stderr, "acsmail: %s\n", why->text);
+		fprintf(stderr, "acsmail: and the message could not be kept: %s\n", st.text);
+		log_line(LOG_ERR, "id=%s not delivered and not kept: %s; %s", qid, why->text,
+		    st.text);
+	}
+	return why->code;
+}
+
+/* Spools msg for the recipients in keep (all when keep is NULL). */
+static int
+spool(const struct config *cfg, const char *qid, const struct envelope *env,
+    const struct rcpt_outcome *out, enum rcpt_state keep, FILE *msg, off_t size,
+    const char *reason, struct status *st)
+{
+	struct envelope part = *env;
+	size_t i;
+	int rc;
+
+	if (out == NULL)
+		return queue_store(cfg, qid, env, msg, size, reason, 0, st);
+	memset(&part.rcpts, 0, sizeof(part.rcpts));
+	for (i = 0; i < env->rcpts.n; i++)
+		if (out[i].state == keep)
+			strlist_add(&part.rcpts, env->rcpts.v[i]);
+	if (part.rcpts.n == 0) {
+		strlist_free(&part.rcpts);
+		return EX_OK;
+	}
+	rc = keep == RCPT_FAILED ?
+	    queue_store_failed(cfg, qid, &part, msg, size, reason, st) :
+	    queue_store(cfg, qid, &part, msg, size, reason, 0, st);
+	strlist_free(&part.rcpts);
+	return rc;
+}
+
+/* Detaches a child that delivers the spooled message; the caller returns at once. */
+static void
+deliver_in_background(const struct config *cfg, const char *qid)
+{
+	struct queue_filter f = { .flush = true, .id = qid };
+	struct deliver_ctx ctx = { .cfg = cfg };
+	struct status st;
+	char *secret = NULL;
+	pid_t pid;
+	int fd;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid != 0)
+		return;		/* parent, or fork failed: the runner will pick it up */
+	setsid();
+	fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	status_clear(&st);
+	if (config_secret(cfg, &secret, &st) == EX_OK) {
+		ctx.secret = secret;
+		queue_run(cfg, &ctx, &f, &st);
+		deliver_finish(&ctx);
+		config_secret_free(secret);
+	}
+	_exit(0);
+}
+
+static int
+cmd_deliver(const struct options *o, const struct config *cfg)
+{
+	struct message m = {0};
+	struct envelope env = {0};
+	struct aliases *al = NULL;
+	struct deliver_ctx ctx = { .cfg = cfg };
+	struct rcpt_outcome *out = NULL;
+	struct status st;
+	char qid[QUEUE_ID_MAX], reply[512] = "";
+	enum delivery mode = cfg->delivery;
+	const char *dir = temp_dir(cfg);
+	char *secret = NULL;
+	FILE *msg = NULL;
+	off_t size = 0;
+	double started = now_seconds();
+	int rc;
+
+	status_clear(&st);
+	queue_new_id(qid);
+	if (o->delivery == 'i')
+		mode = DELIVERY_FOREGROUND;
+	else if (o->delivery == 'b')
+		mode = DELIVERY_BACKGROUND;
+	else if (o->delivery == 'q')
+		mode = DELIVERY_QUEUE;
+
+	rc = message_read(stdin, !o->ignore_dots, dir, &m, &st);
+	if (rc != EX_OK) {
+		report(&st);
+		goto out;
+	}
+	rc = aliases_load(cfg->aliases, &al, stderr, &st);
+	if (rc == EX_OK)
+		rc = policy_apply(cfg, o, al, &m, &env, stderr, &st);
+	if (rc != EX_OK) {
+		struct status why = st;
+		FILE *raw = prepare(dir, &m, &size, &st);
+
+		rc = raw != NULL ? keep_failed(cfg, qid, &env, raw, size, &why) : report(&why);
+		if (raw != NULL)
+			fclose(raw);
+		goto out;
+	}
+	msg = prepare(dir, &m, &size, &st);
+	if (msg == NULL) {
+		rc = report(&st);
+		goto out;
+	}
+	if (size > cfg->max_size) {
+		status_set(&st, EX_DATAERR, "message is %jd octets, over max_size (%ld)",
+		    (intmax_t)size, cfg->max_size);
+		rc = keep_failed(cfg, qid, &env, msg, size, &st);
+		goto out;
+	}
+
+	if (mode != DELIVERY_FOREGROUND) {
+		rc = queue_store(cfg, qid, &env, msg, size, mode == DELIVERY_QUEUE ?
+		    "queued (delivery = queue)" : "queued for background delivery", 0, &st);
+		if (rc != EX_OK) {
+			rc = report(&st);
+			goto out;
+		}
+		log_outcome(qid, env.sender, env.rcpts.n, size, "queued", "", now_seconds() - started);
+		if (mode == DELIVERY_BACKGROUND)
+			deliver_in_background(cfg, qid);
+		rc = EX_OK;
+		goto out;
+	}
+
+	rc = config_secret(cfg, &secret, &st);
+	if (rc != EX_OK) {
+		report(&st);
+		goto out;
+	}
+	ctx.secret = secret;
+	ctx.transcript = o->verbose ? stderr : NULL;
+	out = xcalloc(env.rcpts.n, sizeof(*out));
+	rc = deliver_message(&ctx, &env, msg, size, out, reply, sizeof(reply), &st);
+	deliver_finish(&ctx);
+	if (rc == EX_OK && st.code == EX_OK) {
+		log_outcome(qid, env.sender, env.rcpts.n, size, "sent", reply, now_seconds() - started);
+		goto out;
+	}
+	/* some or all recipients failed or wait: keep each part where it belongs */
+	{
+		struct status why = st, qst;
+		size_t i;
+
+		status_clear(&qst);
+		for (i = 0; i < env.rcpts.n; i++)
+			if (out[i].state == RCPT_FAILED)
+				fprintf(stderr, "acsmail: %s: %s\n", env.rcpts.v[i], out[i].reply);
+		if (spool(cfg, qid, &env, out, RCPT_FAILED, msg, size, why.text, &qst) != EX_OK)
+			fprintf(stderr, "acsmail: cannot keep the refused part: %s\n", qst.text);
+		if (rc == EX_TEMPFAIL) {
+			if (spool(cfg, qid, &env, out, RCPT_DEFERRED, msg, size, why.text, &qst) != EX_OK) {
+				log_outcome(qid, env.sender, env.rcpts.n, size, "deferred", why.text,
+				    now_seconds() - started);
+				fprintf(stderr, "acsmail: %s\n", why.text);
+				rc = report(&qst);
+				goto out;
+			}
+			log_outcome(qid, env.sender, env.rcpts.n, size, "queued", why.text,
+			    now_seconds() - started);
+			if (tell_user(o))
+				fprintf(stderr, "acsmail: queued as %s: %s\n", qid, why.text);
+			rc = EX_OK;
+		} else {
+			log_outcome(qid, env.sender, env.rcpts.n, size,
+			    rc == EX_OK ? "sent" : "failed", why.text, now_seconds() - started);
+			if (rc != EX_OK)
+				report(&why);
+		}
+	}
+out:
+	free(out);
+	config_secret_free(secret);
+	if (msg != NULL)
+		fclose(msg);
+	envelope_free(&env);
+	aliases_free(al);
+	message_free(&m);
+	return rc;
+}
+
+/* --check: connect, STARTTLS, AUTH, QUIT; each step shown; nothing sent. */
+static int
+cmd_check(const struct options *o, const struct config *cfg)
+{
+	struct smtp_session *s = NULL;
+	struct status st;
+	char *secret = NULL;
+	int rc;
+
+	(void)o;
+	status_clear(&st);
+	printf("config: %s ok\n", cfg->path);
+	printf("relay: %s port %ld, %s\n", cfg->server, cfg->port,
+	    cfg->tls == TLS_STARTTLS ? "STARTTLS" : "implicit TLS");
+	printf("username: %s\n", cfg->username);
+	printf("sender: %s\n", cfg->from);
+	rc = config_secret(cfg, &secret, &st);
+	if (rc != EX_OK)
+		return report(&st);
+	fflush(stdout);
+	rc = smtp_open(cfg, secret, stdout, &s, &st);
+	config_secret_free(secret);
+	if (rc != EX_OK) {
+		const char *hint = smtp_hint(st.text);
+
+		printf("FAILED: %s\n", st.text);
+		if (hint != NULL)
+			printf("hint: %s\n", hint);
+		return rc;
+	}
+	smtp_close(s);
+	printf("OK: connected, TLS verified, authenticated as %s; nothing was sent\n",
+	    cfg->username);
+	return EX_OK;
+}
+
+static int
+cmd_queue_run(const struct options *o, const struct config *cfg)
+{
+	struct queue_filter f = {
+		.flush = o->queue_flush,
+		.recipient = o->queue_recipient,
+		.sender = o->queue_sender,
+		.id = o->queue_id,
+	};
+	struct deliver_ctx ctx = { .cfg = cfg, .transcript = o->verbose ? stderr : NULL };
+	struct status st;
+	char *secret = NULL;
+	int rc;
+
+	status_clear(&st);
+	rc = config_secret(cfg, &secret, &st);
+	if (rc != EX_OK)
+		return report(&st);
+	ctx.secret = secret;
+	rc = queue_run(cfg, &ctx, &f, &st);
+	deliver_finish(&ctx);
+	config_secret_free(secret);
+	return rc == EX_OK ? EX_OK : report(&st);
+}
+
+static int
+not_available(const char *what)
+{
+	fprintf(stderr, "acsmail: %s is not available yet\n", what);
+	return EX_USAGE;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct options o;
+	struct config cfg;
+	struct status st;
+	const char *path;
+	int rc;
+
+	status_clear(&st);
+	memset(&cfg, 0, sizeof(cfg));
+	signal(SIGPIPE, SIG_IGN);
+	umask(077);
+	rc = cli_parse(argc, argv, &o, &st);
+	if (rc != EX_OK) {
+		fprintf(stderr, "acsmail: %s\n", st.text);
+		fprintf(stderr, "Try 'acsmail --help'.\n");
+		return rc;
+	}
+	switch (o.mode) {
+	case MODE_VERSION:
+		printf("acsmail %s\n", PACKAGE_VERSION);
+		cli_free(&o);
+		return EX_OK;
+	case MODE_HELP:
+		cli_usage(stdout);
+		cli_free(&o);
+		return EX_OK;
+	case MODE_SMTP:
+		cli_free(&o);
+		return not_available("-bs (SMTP on standard input)");
+	case MODE_ALIASES:
+		cli_free(&o);
+		return not_available("-bi (newaliases)");
+	case MODE_VERIFY:
+		cli_free(&o);
+		return not_available("-bv (address verification)");
+	default:
+		break;
+	}
+
+	path = o.config_path != NULL ? o.config_path : getenv("ACSMAIL_CONFIG");
+	if (path != NULL && *path != '\0') {
+		if (drop_privileges(&st) != EX_OK) {
+			cli_free(&o);
+			return report(&st);
+		}
+	} else {
+		path = ACSMAIL_DEFAULT_CONFIG;
+	}
+	rc = config_load(path, &cfg, &st);
+	if (rc != EX_OK) {
+		cli_free(&o);
+		return report(&st);
+	}
+	log_open(&cfg);
+
+	switch (o.mode) {
+	case MODE_CHECK:
+		rc = cmd_check(&o, &cfg);
+		break;
+	case MODE_LIST:
+		rc = queue_list(&cfg, stdout, &st);
+		if (rc != EX_OK)
+			report(&st);
+		break;
+	case MODE_QUEUE_RUN:
+		rc = cmd_queue_run(&o, &cfg);
+		break;
+	case MODE_REQUEUE:
+		rc = queue_requeue(&cfg, o.target_id, &st);
+		if (rc != EX_OK)
+			report(&st);
+		break;
+	case MODE_DELETE:
+		rc = queue_delete(&cfg, o.target_id, &st);
+		if (rc != EX_OK)
+			report(&st);
+		break;
+	default:
+		rc = cmd_deliver(&o, &cfg);
+		break;
+	}
+	log_close();
+	config_free(&cfg);
+	cli_free(&o);
+	return rc;
+}

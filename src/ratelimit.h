@@ -17,4 +17,7 @@ bool ratelimit_take(const struct config *cfg, time_t *retry_at);
 /* The relay said 450 4.5.127: stop all sending for a while, doubling the
  * pause on repeated throttles (1 minute up to 1 hour). Returns the end of the pause. */
 time_t ratelimit_throttled(const struct config *cfg);
+
+/* A message went through: the throttle backoff starts over. */
+void ratelimit_ok(const struct config *cfg);
 #endif

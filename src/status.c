@@ -1,6 +1,4 @@
 /* status.c: errors as values */
-#include "config.h"
-
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>

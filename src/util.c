@@ -1,6 +1,4 @@
 /* util.c: allocation, growable strings, string lists */
-#include "config.h"
-
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,4 +223,17 @@ str_is_ascii(const char *s)
 		if ((unsigned char)*s >= 0x80)
 			return false;
 	return true;
+}
+
+void
+str_copy(char *dst, size_t size, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (size == 0)
+		return;
+	if (n >= size)
+		n = size - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
 }

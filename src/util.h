@@ -38,6 +38,8 @@ bool strlist_has(const struct strlist *l, const char *s);	/* case-insensitive */
 bool strlist_add_unique(struct strlist *l, const char *s);	/* case-insensitive; true when added */
 void strlist_free(struct strlist *l);
 
+/* Copies src into dst of size octets, truncating; dst is always terminated. */
+void str_copy(char *dst, size_t size, const char *src);
 bool str_has_ctl(const char *s);	/* any byte < 0x20 or 0x7f */
 bool str_is_ascii(const char *s);
 #endif
