@@ -171,9 +171,10 @@ spool(const struct config *cfg, const char *qid, const struct envelope *env,
 		strlist_free(&part.rcpts);
 		return EX_OK;
 	}
+	/* the first retry comes a minute after this attempt, like the runner's */
 	rc = keep == RCPT_FAILED ?
 	    queue_store_failed(cfg, qid, &part, msg, size, reason, st) :
-	    queue_store(cfg, qid, &part, msg, size, reason, 0, st);
+	    queue_store(cfg, qid, &part, msg, size, reason, time(NULL) + 60, st);
 	strlist_free(&part.rcpts);
 	return rc;
 }

@@ -12,6 +12,7 @@
 #include "util.h"
 
 #define HEADER_MAX	(1024 * 1024)	/* a header larger than this is not mail */
+#define NAME_MAX_LEN	998		/* a longer "name" is a body line */
 #define SEGMENT_MAX	(64 * 1024)	/* longer lines are handled in pieces */
 #define READ_CHUNK	(64 * 1024)
 
@@ -144,10 +145,12 @@ classify(const char *s, size_t len, bool complete)
 		return LINE_CONTINUATION;
 	while (i < len && is_name_char((unsigned char)s[i]))
 		i++;
-	if (i == 0)
+	if (i == 0 || i > NAME_MAX_LEN)
 		return LINE_BODY;
 	while (i < len && (s[i] == ' ' || s[i] == '\t'))
 		i++;
+	if (i > NAME_MAX_LEN)
+		return LINE_BODY;
 	if (i < len)
 		return s[i] == ':' ? LINE_FIELD : LINE_BODY;
 	return complete ? LINE_BODY : LINE_UNDECIDED;
@@ -160,19 +163,16 @@ unfold_value(const char *raw)
 {
 	const char *p = strchr(raw, ':');
 	struct buf b = {0};
-	char *v;
 
 	p = p != NULL ? p + 1 : raw + strlen(raw);
+	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+		p++;
 	for (; *p != '\0'; p++)
 		if (*p != '\r' && *p != '\n')
 			buf_addc(&b, *p);
-	v = buf_steal(&b);
-	while (b.len == 0 && (*v == ' ' || *v == '\t'))
-		memmove(v, v + 1, strlen(v));
-	b.len = strlen(v);
-	while (b.len > 0 && (v[b.len - 1] == ' ' || v[b.len - 1] == '\t'))
-		v[--b.len] = '\0';
-	return v;
+	while (b.len > 0 && (b.s[b.len - 1] == ' ' || b.s[b.len - 1] == '\t'))
+		b.s[--b.len] = '\0';
+	return buf_steal(&b);
 }
 
 static char *
@@ -234,10 +234,10 @@ body_open(const char *tmpdir, struct message *m, struct status *st)
 		tmpdir = "/tmp";
 	path = xasprintf("%s/acsmail-body.XXXXXX", tmpdir);
 	if ((fd = mkstemp(path)) == -1) {
-		status_set(st, EX_TEMPFAIL, "cannot create a temporary file in %s: %s",
+		fd = status_set(st, EX_TEMPFAIL, "cannot create a temporary file in %s: %s",
 		    tmpdir, strerror(errno));
 		free(path);
-		return st != NULL ? st->code : EX_TEMPFAIL;
+		return fd;
 	}
 	/* unlinked at once: nothing is left behind whatever happens next */
 	unlink(path);
@@ -339,7 +339,8 @@ message_read(FILE *in, bool dot_ends, const char *tmpdir, struct message *m, str
 		} while (seg == SEG_PART && kind == LINE_UNDECIDED);
 		if (seg == SEG_EOF)
 			goto done;
-		if (first && line.len >= 5 && memcmp(line.s, "From ", 5) == 0) {
+		if (first && kind != LINE_FIELD && line.len >= 5 &&
+		    memcmp(line.s, "From ", 5) == 0) {
 			/* the mbox envelope line */
 			first = false;
 			if (seg == SEG_PART)

@@ -15,9 +15,11 @@
 char *mime_decode_words(const char *text);
 
 /* Unstructured text (Subject, ...) ready for a header: returned as is
- * when ASCII; otherwise as UTF-8 encoded words, folded with CRLF + space
- * so no line reaches 78 columns given that the first line already holds
- * `column` characters ("Subject: " = 9). Never splits a UTF-8 character. */
+ * when ASCII without control characters; otherwise as UTF-8 encoded words,
+ * folded with CRLF + space so no line reaches 78 columns given that the
+ * first line already holds `column` characters ("Subject: " = 9); when not
+ * even one character fits there, the result starts with the fold. Never
+ * splits a UTF-8 character. */
 char *mime_encode_text(const char *utf8, size_t column);
 
 /* One encoded-word phrase for a display name (non-ASCII), same folding. */

@@ -20,4 +20,13 @@ time_t ratelimit_throttled(const struct config *cfg);
 
 /* A message went through: the throttle backoff starts over. */
 void ratelimit_ok(const struct config *cfg);
+
+/* When the budget has room for a message again: 0 when it has room now.
+ * Takes nothing. */
+time_t ratelimit_next(const struct config *cfg);
+
+/* The same at a given time: the windows slide with `now` (the tests use these). */
+bool ratelimit_take_at(const struct config *cfg, time_t now, time_t *retry_at);
+time_t ratelimit_throttled_at(const struct config *cfg, time_t now);
+time_t ratelimit_next_at(const struct config *cfg, time_t now);
 #endif
