@@ -14,7 +14,7 @@
  * assigned, for the checks made after parsing.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1		/* explicit_bzero, gethostname, getaddrinfo under -std=c11 */
+#define _GNU_SOURCE 1	/* explicit_bzero, getaddrinfo: src/config.h shadows the autoconf one */
 #endif
 #include "config.h"
 

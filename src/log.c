@@ -6,7 +6,7 @@
  * text (an address, a relay's reply) are blanked before it is written.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1		/* localtime_r, O_CLOEXEC under -std=c11 */
+#define _GNU_SOURCE 1	/* localtime_r, O_CLOEXEC: src/config.h shadows the autoconf one */
 #endif
 #include "config.h"
 

@@ -235,11 +235,12 @@ check_qp(const char *in, size_t n, const char *want, const char *what)
 {
 	size_t outlen, declen, longest;
 	char *out = qp(in, n, &outlen), *dec;
+	bool formed;
 
 	if (want != NULL)
 		is_str(show(out, outlen), show(want, strlen(want)), "qp %s", what);
-	ok(qp_well_formed(out, outlen, &longest), "qp %s: well formed, longest line %zu", what,
-	    longest);
+	formed = qp_well_formed(out, outlen, &longest);
+	ok(formed, "qp %s: well formed, longest line %zu", what, longest);
 	dec = qp_decode(out, outlen, &declen);
 	ok(declen == n && memcmp(dec, in, n) == 0, "qp %s: decodes back", what);
 	free(dec);
@@ -385,7 +386,7 @@ main(void)
 				break;
 		}
 	}
-	ok(n == 78, "every start column from 0 to 77 keeps lines below 78, a fold first from 62 on (failed at %zu)", n);
+	ok(n == 78, "every start column from 0 to 77 keeps lines below 78, a fold first from 62 on (reached %zu)", n);
 
 	/* mixed text: Q, readable, spaces and specials encoded as they must be */
 	s = mime_encode_text("Caf\xc3\xa9 = 100% _sure_? yes", 9);
@@ -650,6 +651,19 @@ main(void)
 	check_downgrade("Content-Type: multipart/mixed\r\n\r\n\xc3\xa9\r\n",
 	    "Content-Type: multipart/mixed\r\n\r\n\xc3\xa9\r\n",
 	    "a multipart without a boundary is not encoded as a whole");
+
+	{
+		/* a NUL in a header field is carried, not cut */
+		static const char msg[] = "X-Odd: a\0b\r\n\r\n\xc3\xa9\r\n";
+		static const char exp[] = "X-Odd: a\0b\r\nMIME-Version: 1.0\r\n"
+		    "Content-Type: text/plain; charset=UTF-8\r\n"
+		    "Content-Transfer-Encoding: quoted-printable\r\n\r\n=C3=A9\r\n";
+
+		s = filter(mime_downgrade, msg, sizeof(msg) - 1, &outlen, &rc);
+		ok(rc == EX_OK && outlen == sizeof(exp) - 1 && memcmp(s, exp, outlen) == 0,
+		    "a NUL in the header survives: %s", show(s, outlen));
+		free(s);
+	}
 
 	/* input that cannot seek: a pipe */
 	{
