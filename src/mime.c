@@ -937,7 +937,7 @@ entity_downgrade(struct downgrade *d, const struct bounds *enc, int depth, struc
 {
 	struct header h = { NULL, 0, 0, false };
 	char *ctv, *ctev, *version, *type = NULL, *boundary = NULL;
-	bool has_version = false, composite, message, encode = false;
+	bool has_version = false, multipart, message, encode = false;
 	const char *relabel;
 	enum cte cte;
 	off_t start;
@@ -953,24 +953,22 @@ entity_downgrade(struct downgrade *d, const struct bounds *enc, int depth, struc
 	if (ctv != NULL)
 		content_type_parse(ctv, &type, &boundary);
 	cte = cte_parse(ctev);
-	composite = type != NULL && (strncmp(type, "multipart/", 10) == 0 ||
-	    strncmp(type, "message/", 8) == 0);
-	message = type != NULL && strcmp(type, "message/rfc822") == 0;
+	multipart = type != NULL && strncmp(type, "multipart/", 10) == 0;
+	message = type != NULL && strncmp(type, "message/", 8) == 0;
 	/* what a composite holds is 7-bit once its parts are encoded */
 	relabel = cte == CTE_8BIT ? "7bit" : NULL;
 
-	if (cte == CTE_OTHER || depth >= NEST_MAX) {
+	if (cte == CTE_OTHER || depth >= NEST_MAX || !h.blank || (multipart && boundary == NULL) ||
+	    (message && strcmp(type, "message/rfc822") != 0)) {
+		/* encoded already, too deep, no body, or a structure not understood */
 		header_write(d->out, &h, NULL, false, false);
 		body_copy(d, enc, false);
-	} else if (composite && boundary != NULL && strncmp(type, "multipart/", 10) == 0) {
+	} else if (multipart) {
 		header_write(d->out, &h, relabel, false, false);
 		rc = multipart_downgrade(d, boundary, enc, depth, st);
-	} else if (message && h.blank) {
+	} else if (message) {
 		header_write(d->out, &h, relabel, false, false);
 		rc = entity_downgrade(d, enc, depth + 1, st);
-	} else if (composite || !h.blank) {
-		header_write(d->out, &h, NULL, false, false);
-		body_copy(d, enc, false);
 	} else {
 		if ((start = ftello(d->r.in)) < 0)
 			rc = status_set(st, EX_IOERR, "cannot read the message: %s", strerror(errno));

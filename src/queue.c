@@ -63,6 +63,7 @@ struct pending {
 /* What one pass of the runner has seen. */
 struct pass {
 	bool stop;			/* the relay is unreachable or the budget used up */
+	bool held;			/* and the message that found it so was not tried */
 	char why[600];
 };
 
@@ -1091,7 +1092,7 @@ run_one(struct spool *sp, struct deliver_ctx *ctx, const char *id,
 
 		localtime_r(&reopens, &tm);
 		strftime(at, sizeof(at), "%H:%M:%S", &tm);
-		p->stop = true;
+		p->stop = p->held = true;
 		snprintf(p->why, sizeof(p->why), "the rate budget is used up until %s", at);
 		goto out;
 	}
@@ -1126,7 +1127,7 @@ queue_run(const struct config *cfg, struct deliver_ctx *ctx, const struct queue_
 	struct strlist ids = {0};
 	struct pass p = {0};
 	struct spool sp;
-	size_t i;
+	size_t i, left;
 	int rc;
 
 	rc = spool_open(cfg, true, &sp, st);
@@ -1134,13 +1135,17 @@ queue_run(const struct config *cfg, struct deliver_ctx *ctx, const struct queue_
 		return rc;
 	clean_tmp(&sp, time(NULL));
 	rc = list_area(&sp, AREA_QUEUE, &ids, st);
-	for (i = 0; rc == EX_OK && i < ids.n && !p.stop; i++)
+	for (i = 0; rc == EX_OK && i < ids.n; i++) {
 		run_one(&sp, ctx, ids.v[i], f, &p);
+		if (p.stop)
+			break;
+	}
 	/* the rest keep their schedule: the next pass tries again, one attempt
 	 * a pass instead of one a message while the relay is down */
-	if (p.stop && i < ids.n)
+	left = p.stop ? ids.n - i - (p.held ? 0 : 1) : 0;
+	if (left > 0)
 		log_line(LOG_INFO, "queue: pass ended early, %zu message%s left for the next "
-		    "pass: %s", ids.n - i, ids.n - i == 1 ? "" : "s", p.why);
+		    "pass: %s", left, left == 1 ? "" : "s", p.why);
 	strlist_free(&ids);
 	spool_close(&sp);
 	return rc;
@@ -1149,7 +1154,7 @@ queue_run(const struct config *cfg, struct deliver_ctx *ctx, const struct queue_
 /* ---- mailq ---- */
 
 struct tally {
-	size_t n;
+	size_t n, damaged;
 	intmax_t bytes;
 };
 
@@ -1171,6 +1176,7 @@ show_entry(struct spool *sp, enum area a, const char *id, FILE *out, time_t now,
 	status_clear(&st);
 	if (entry_read(fd, id, &e, &off, &size, &st) != EX_OK) {
 		fprintf(out, "%s  (unreadable: %s)\n\n", id, st.text);
+		t->damaged++;
 		entry_free(&e);
 		close(fd);
 		return;
@@ -1198,7 +1204,7 @@ show_entry(struct spool *sp, enum area a, const char *id, FILE *out, time_t now,
 			fprintf(out, "  to:   <%s>\n", e.env.rcpts.v[i]);
 	}
 	if (e.last_reply[0] != '\0')
-		fprintf(out, "  %s  %s\n", a == AREA_FAILED ? "why: " : "last:", e.last_reply);
+		fprintf(out, "  %-5s %s\n", a == AREA_FAILED ? "why:" : "last:", e.last_reply);
 	fputc('\n', out);
 	entry_free(&e);
 }
@@ -1227,11 +1233,13 @@ queue_list(const struct config *cfg, FILE *out, struct status *st)
 	if (rc == EX_OK) {
 		for (i = 0; i < q.n; i++)
 			show_entry(&sp, AREA_QUEUE, q.v[i], out, now, &tq);
-		if (tq.n == 0)
+		if (tq.n + tq.damaged == 0)
 			fputs("Mail queue is empty\n", out);
 		else
 			fprintf(out, "-- %zu message%s, %jd bytes in the queue\n", tq.n,
 			    tq.n == 1 ? "" : "s", tq.bytes);
+		if (tq.damaged > 0)
+			fprintf(out, "-- %zu unreadable (see the reasons above)\n", tq.damaged);
 		if (failed.n > 0) {
 			fputs("\nFailed:\n", out);
 			for (i = 0; i < failed.n; i++)

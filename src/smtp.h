@@ -42,14 +42,20 @@ int smtp_open(const struct config *cfg, const char *secret, FILE *transcript,
  * when offered), RCPT TO for each of env->rcpts (NOTIFY when offered),
  * pipelined when PIPELINING is offered, then the message from msg (CRLF
  * lines, not dot-stuffed; read from the current position to EOF, size octets)
- * by DATA with dot-stuffing, or BDAT when CHUNKING is offered. rcpts[i] is
- * filled for env->rcpts.v[i]. After a refused transaction the session is
- * RSET and stays usable. A message that is 8-bit for a relay without
- * 8BITMIME is downgraded (mime_downgrade) on the way.
+ * by DATA with dot-stuffing (every line end goes out as CRLF; BDAT is not
+ * used). rcpts[i] is filled for env->rcpts.v[i]: the RCPT reply of a refused
+ * recipient, the final reply for an accepted one, code 0 when not reached.
+ * After a refused transaction the session is RSET and stays usable. A
+ * message that is 8-bit for a relay without 8BITMIME is downgraded
+ * (mime_downgrade) on the way.
  * Returns EX_OK when the relay accepted the message for at least one
  * recipient (refused recipients are in rcpts), EX_TEMPFAIL for 4xx or a
- * broken session, EX_NOUSER when every recipient was refused with 5xx,
- * EX_UNAVAILABLE for another 5xx (MAIL FROM refused, DATA refused). */
+ * broken session (res->after_dot tells when it broke after the final dot),
+ * EX_NOUSER when every recipient was refused with 5xx, EX_UNAVAILABLE for
+ * another 5xx (MAIL FROM refused, DATA refused), for a message over the
+ * relay's SIZE and for non-ASCII addresses the relay has no SMTPUTF8 for;
+ * EX_DATAERR, before anything is sent, for an address holding CR, LF or
+ * another control character, '<' or '>'. */
 int smtp_send(struct smtp_session *s, const struct envelope *env, FILE *msg, off_t size,
     struct rcpt_result *rcpts, struct smtp_result *res, struct status *st);
 
@@ -62,8 +68,9 @@ bool smtp_has(const struct smtp_session *s, const char *keyword);
 /* QUIT (when the connection is usable), close, free. NULL is fine. */
 void smtp_close(struct smtp_session *s);
 
-/* A hint for the person fixing a failure, from the relay's reply text
- * ("530 5.7.57 ...", "535 5.7.3 ...", "450 4.5.127 ...", a refused sender,
- * an untrusted certificate, a missing STARTTLS): NULL when there is none. */
+/* A hint for the person fixing a failure, from the relay's reply text or
+ * the st->text of smtp_open/smtp_send ("530 5.7.57 ...", "535 5.7.3 ...",
+ * "450 4.5.127 ...", a refused sender, an untrusted certificate, a missing
+ * STARTTLS, a DNS or connect failure): NULL when there is none. */
 const char *smtp_hint(const char *reply);
 #endif

@@ -300,6 +300,13 @@ main(void)
 	check_parse("<>", "");
 	check_parse("Nobody <>, a@x", "<a@x>");
 	check_parse("(just a comment)", "");
+	check_parse("a@x; b@y;c@z", "<a@x>|<b@y>|<c@z>");
+	check_parse("<a@x>,<b@y>", "<a@x>|<b@y>");
+	check_parse("john@x <john@x>", "john@x<john@x>");
+	check_parse("[bot] <b@x>", "[bot]<b@x>");
+	check_parse("<a@x> trailing words", "trailing words<a@x>");
+	check_parse("Re: John <j@x>", "GROUP(Re):|John<j@x>|;");
+	check_parse("Doe, John <j@x>", "<Doe>|John<j@x>");
 	check_parse("a@x>", "ERR 65: bad address \"a@x>\": has an unexpected '>'");
 	check_parse("> a@x", "<a@x>");
 
