@@ -44,6 +44,18 @@ is_throttle(const char *reply)
 	return strstr(reply, "4.5.127") != NULL;
 }
 
+static void
+budget_reply(time_t retry_at, char *reply, size_t replysz)
+{
+	char why[128];
+	struct tm tm;
+
+	localtime_r(&retry_at, &tm);
+	strftime(why, sizeof(why),
+	    "rate budget used up (rate_per_minute/rate_per_hour): next try at %H:%M:%S", &tm);
+	str_copy(reply, replysz, why);
+}
+
 static bool
 session_ready(struct deliver_ctx *ctx, struct status *st)
 {
@@ -65,7 +77,7 @@ session_ready(struct deliver_ctx *ctx, struct status *st)
 /* One transaction for out[0..n) = env->rcpts.v[first..first+n). */
 static int
 deliver_chunk(struct deliver_ctx *ctx, const struct envelope *env, size_t first, size_t n,
-    FILE *msg, off_t size, struct rcpt_outcome *out, char *reply, size_t replysz,
+    FILE *msg, off_t start, off_t size, struct rcpt_outcome *out, char *reply, size_t replysz,
     struct status *st)
 {
 	struct envelope chunk = *env;
@@ -79,7 +91,7 @@ deliver_chunk(struct deliver_ctx *ctx, const struct envelope *env, size_t first,
 	chunk.rcpts.cap = n;
 	rr = xcalloc(n, sizeof(*rr));
 	memset(&res, 0, sizeof(res));
-	if (fseeko(msg, 0, SEEK_SET) != 0) {
+	if (fseeko(msg, start, SEEK_SET) != 0) {
 		free(rr);
 		return status_set(st, EX_IOERR, "cannot rewind the prepared message");
 	}
@@ -108,39 +120,38 @@ deliver_message(struct deliver_ctx *ctx, const struct envelope *env, FILE *msg, 
 	bool paused = false;
 	time_t retry_at;
 	struct status tx;
+	off_t start;
 
 	max = ctx->cfg->max_recipients > 0 ? (size_t)ctx->cfg->max_recipients : n;
 	if (replysz > 0)
 		reply[0] = '\0';
 	mark(out, n, RCPT_PENDING, "");
 	status_clear(st);
+	start = ftello(msg);
+	if (start < 0)
+		start = 0;
 	for (first = 0; first < n; first += len) {
 		len = n - first < max ? n - first : max;
-		if (paused || !ratelimit_take(ctx->cfg, &retry_at)) {
-			char why[128];
-
-			if (!paused) {
-				struct tm tm;
-
-				localtime_r(&retry_at, &tm);
-				strftime(why, sizeof(why),
-				    "rate budget used up (rate_per_minute/rate_per_hour): next try at %H:%M:%S",
-				    &tm);
-				str_copy(reply, replysz, why);
-			}
-			paused = true;
-			mark(out + first, len, RCPT_DEFERRED, reply);
-			continue;
-		}
+		/* the budget is asked before connecting, and charged only once
+		 * the session is up, so an unreachable relay costs no budget */
+		retry_at = paused ? 0 : ratelimit_next(ctx->cfg);
 		status_clear(&tx);
-		if (!session_ready(ctx, &tx)) {
+		if (!paused && retry_at == 0 && !session_ready(ctx, &tx)) {
 			mark(out + first, n - first,
 			    tx.code == EX_TEMPFAIL ? RCPT_DEFERRED : RCPT_FAILED, tx.text);
 			str_copy(reply, replysz, tx.text);
 			*st = tx;
 			break;
 		}
-		deliver_chunk(ctx, env, first, len, msg, size, out + first, reply, replysz, &tx);
+		if (paused || retry_at != 0 || !ratelimit_take(ctx->cfg, &retry_at)) {
+			if (!paused)
+				budget_reply(retry_at, reply, replysz);
+			paused = true;
+			mark(out + first, len, RCPT_DEFERRED, reply);
+			continue;
+		}
+		deliver_chunk(ctx, env, first, len, msg, start, size, out + first, reply, replysz,
+		    &tx);
 		if (tx.code != EX_OK)
 			*st = tx;
 		if (is_throttle(reply))

@@ -70,15 +70,18 @@ drop_privileges(struct status *st)
 	return EX_OK;
 }
 
-static const char *
+/* Temporary files go where the queue runner cleans up after a crash. */
+static char *
 temp_dir(const struct config *cfg)
 {
 	const char *t;
+	char *dir = xasprintf("%s/tmp", cfg->queue_dir);
 
-	if (access(cfg->queue_dir, W_OK | X_OK) == 0)
-		return cfg->queue_dir;
+	if (access(dir, W_OK | X_OK) == 0)
+		return dir;
+	free(dir);
 	t = privileged() ? NULL : getenv("TMPDIR");
-	return t != NULL && *t != '\0' ? t : "/tmp";
+	return xstrdup(t != NULL && *t != '\0' ? t : "/tmp");
 }
 
 /* An unlinked temporary file for the message as it will be sent. */
@@ -174,7 +177,7 @@ spool(const struct config *cfg, const char *qid, const struct envelope *env,
 	/* the first retry comes a minute after this attempt, like the runner's */
 	rc = keep == RCPT_FAILED ?
 	    queue_store_failed(cfg, qid, &part, msg, size, reason, st) :
-	    queue_store(cfg, qid, &part, msg, size, reason, time(NULL) + 60, st);
+	    queue_store(cfg, qid, &part, msg, size, reason, time(NULL) + queue_backoff(1), st);
 	strlist_free(&part.rcpts);
 	return rc;
 }
@@ -224,7 +227,7 @@ cmd_deliver(const struct options *o, const struct config *cfg)
 	struct status st;
 	char qid[QUEUE_ID_MAX], reply[512] = "";
 	enum delivery mode = cfg->delivery;
-	const char *dir = temp_dir(cfg);
+	char *dir = temp_dir(cfg);
 	char *secret = NULL;
 	FILE *msg = NULL;
 	off_t size = 0;
@@ -330,6 +333,7 @@ cmd_deliver(const struct options *o, const struct config *cfg)
 	}
 out:
 	free(out);
+	free(dir);
 	config_secret_free(secret);
 	if (msg != NULL)
 		fclose(msg);

@@ -141,6 +141,16 @@ format_age(char *dst, size_t size, long secs)
 		snprintf(dst, size, "%ldd", secs / 86400);
 }
 
+/* "14:05:09", local time */
+static void
+format_clock(char *dst, size_t size, time_t t)
+{
+	struct tm tm;
+
+	if (localtime_r(&t, &tm) == NULL || strftime(dst, size, "%H:%M:%S", &tm) == 0)
+		snprintf(dst, size, "%jd", (intmax_t)t);
+}
+
 /* ---- the directories ---- */
 
 /* A spool directory: 0770 whatever the umask, group acsmail when that group
@@ -1087,13 +1097,12 @@ run_one(struct spool *sp, struct deliver_ctx *ctx, const char *id,
 		goto out;
 	reopens = ratelimit_next(cfg);
 	if (reopens > 0) {
-		struct tm tm;
 		char at[32];
 
-		localtime_r(&reopens, &tm);
-		strftime(at, sizeof(at), "%H:%M:%S", &tm);
+		format_clock(at, sizeof(at), reopens);
 		p->stop = p->held = true;
-		snprintf(p->why, sizeof(p->why), "the rate budget is used up until %s", at);
+		snprintf(p->why, sizeof(p->why),
+		    "the rate budget (or a throttle pause) holds sending until %s", at);
 		goto out;
 	}
 	msg = message_view(fd, off, size);
@@ -1215,7 +1224,7 @@ queue_list(const struct config *cfg, FILE *out, struct status *st)
 	struct strlist q = {0}, failed = {0};
 	struct tally tq = {0}, tf = {0};
 	struct spool sp;
-	time_t now = time(NULL);
+	time_t now = time(NULL), held;
 	size_t i;
 	int rc;
 
@@ -1240,6 +1249,13 @@ queue_list(const struct config *cfg, FILE *out, struct status *st)
 			    tq.n == 1 ? "" : "s", tq.bytes);
 		if (tq.damaged > 0)
 			fprintf(out, "-- %zu unreadable (see the reasons above)\n", tq.damaged);
+		if (tq.n > 0 && (held = ratelimit_next(cfg)) > now) {
+			char at[32];
+
+			format_clock(at, sizeof(at), held);
+			fprintf(out, "-- sending is held until %s by the rate budget or a throttle "
+			    "pause\n", at);
+		}
 		if (failed.n > 0) {
 			fputs("\nFailed:\n", out);
 			for (i = 0; i < failed.n; i++)

@@ -1,2 +1,285 @@
 #!/usr/bin/python3
-print("1..0 # SKIP not written yet")
+"""Recipients and transactions: -t, argv, Bcc, comma lists, the 50-recipient
+limit, refused recipients, SIZE/PIPELINING/DSN, max_size (SPEC §2, §4-§6)."""
+
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import test, FROM, ALLOWED, ROOT_ALIAS  # noqa: E402
+
+
+def lf(*lines):
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+@test("-t: a To folded over two lines with two display-named addresses reaches both")
+def _(t):
+    r = t.run(["-t"], lf('To: "Smith, John" <john@example.com>,',
+                         " Jane Doe <jane@example.net>",
+                         "Subject: folded To",
+                         "",
+                         "body"))
+    t.exit(r, 0)
+    m = t.message()
+    t.eq(sorted(m.rcpt_tos), ["jane@example.net", "john@example.com"], "RCPT TO")
+    t.eq(m.raw_field("To"), b'To: "Smith, John" <john@example.com>,\r\n'
+                            b' Jane Doe <jane@example.net>\r\n', "To keeps its folding")
+    t.eq(m.mail_from, FROM, "MAIL FROM")
+    t.eq(m.body, b"body\r\n", "body")
+
+
+@test("-oi -- a b: To and Bcc headers, both recipients, no Bcc on the wire")
+def _(t):
+    r = t.run(["-oi", "--", "a@example.com", "b@example.net"],
+              lf("To: a@example.com", "Bcc: b@example.net", "Subject: bcc from argv", "", "body"))
+    t.exit(r, 0)
+    m = t.message()
+    t.eq(sorted(m.rcpt_tos), ["a@example.com", "b@example.net"], "RCPT TO")
+    t.ok(not m.has("Bcc"), "no Bcc header transmitted")
+    t.notin(b"b@example.net", m.data, "the Bcc address nowhere in the message")
+    t.eq(m.get("To"), "a@example.com", "To")
+    t.eq(m.get("Subject"), "bcc from argv", "Subject")
+
+
+@test("-t -i -f allowed -- hidden: recipients from To plus the command line")
+def _(t):
+    r = t.run(["-t", "-i", "-f", ALLOWED, "--", "hidden@example.net"],
+              lf("To: a@example.com", "Subject: hidden", "", "body"))
+    t.exit(r, 0)
+    m = t.message()
+    t.eq(sorted(m.rcpt_tos), ["a@example.com", "hidden@example.net"], "RCPT TO")
+    t.eq(m.mail_from, ALLOWED, "MAIL FROM is the allowed -f")
+    t.eq(m.get_all("To"), ["a@example.com"], "To unchanged")
+    t.notin(b"hidden", m.head, "the command-line recipient is not added to the header")
+    t.eq(m.addrs("From"), [ALLOWED], "From added from the allowed -f (as Postfix does)")
+
+
+@test("-i a@x,b@y: one word with two addresses gives two RCPTs")
+def _(t):
+    r = t.run(["-i", "a@example.com,b@example.net"], lf("Subject: comma", "", "body"))
+    t.exit(r, 0)
+    m = t.message()
+    t.eq(sorted(m.rcpt_tos), ["a@example.com", "b@example.net"], "RCPT TO")
+
+
+@test("argv words in full RFC 5322 form: quoted comma, display names, a group")
+def _(t):
+    r = t.run(["-i", '"Doe, Jane" <jane@example.net>', "Bob <bob@example.com>, c@example.org",
+               "team: d@example.com, e@example.com;"], lf("Subject: forms", "", "body"))
+    t.exit(r, 0)
+    m = t.message()
+    t.eq(sorted(m.rcpt_tos), ["bob@example.com", "c@example.org", "d@example.com",
+                              "e@example.com", "jane@example.net"], "RCPT TO")
+
+
+@test("-t: To, Cc, Bcc and a group; command-line duplicates counted once")
+def _(t):
+    r = t.run(["-t", "a@example.com"],
+              lf("To: a@example.com, team: g1@example.com, g2@example.com;",
+                 "Cc: Carol <c@example.org>",
+                 "Bcc: secret@example.net",
+                 "Subject: many", "", "body"))
+    t.exit(r, 0)
+    m = t.message()
+    t.eq(sorted(m.rcpt_tos), ["a@example.com", "c@example.org", "g1@example.com",
+                              "g2@example.com", "secret@example.net"], "RCPT TO, each once")
+    t.ok(not m.has("Bcc"), "no Bcc header")
+    t.notin(b"secret@example.net", m.data, "Bcc address not in the message")
+    t.eq(m.get("Cc"), "Carol <c@example.org>", "Cc kept")
+
+
+@test("-t without -i: a To header with an upper-case TO: name and mixed case addresses")
+def _(t):
+    r = t.run(["-t"], lf("TO: Someone <Someone@Example.COM>", "Subject: case", "", "body"))
+    t.exit(r, 0)
+    m = t.message()
+    t.eq(len(m.rcpt_tos), 1, "one RCPT")
+    t.eq([x.lower() for x in m.rcpt_tos], ["someone@example.com"], "RCPT TO (case aside)")
+
+
+@test("-t with Resent- headers: recipients from Resent-To/Cc/Bcc only")
+def _(t):
+    r = t.run(["-t"], lf("From: alerts@mail.example.com",
+                         "To: original@example.com",
+                         "Subject: forwarded",
+                         "Resent-From: alerts@mail.example.com",
+                         "Resent-To: new@example.net",
+                         "Resent-Cc: also@example.net",
+                         "Resent-Bcc: quiet@example.org",
+                         "", "body"))
+    t.exit(r, 0)
+    m = t.message()
+    t.eq(sorted(m.rcpt_tos), ["also@example.net", "new@example.net", "quiet@example.org"],
+         "RCPT TO: the Resent- recipients, not To")
+    t.ok(not m.has("Resent-Bcc"), "no Resent-Bcc header transmitted")
+    t.notin(b"quiet@example.org", m.data, "Resent-Bcc address not in the message")
+    t.eq(m.get("To"), "original@example.com", "To kept")
+    t.eq(m.get("Resent-To"), "new@example.net", "Resent-To kept")
+
+
+@test("-t with no recipient anywhere fails and sends nothing")
+def _(t):
+    r = t.run(["-t"], lf("Subject: nobody", "", "body"))
+    t.ok(r.code != 0, "non-zero exit (got %r)" % r.code)
+    t.nothing_sent()
+
+
+@test("120 recipients: transactions of at most 50, each recipient once, same message")
+def _(t):
+    rcpts = ["r%03d@example.com" % i for i in range(120)]
+    r = t.run(["-i"] + rcpts, lf("Subject: many recipients", "", "body"))
+    t.exit(r, 0)
+    msgs = t.messages()
+    t.eq(len(msgs), 3, "transactions")
+    for m in msgs:
+        t.ok(len(m.rcpt_tos) <= 50, "%s has %d recipients" % (m.id, len(m.rcpt_tos)))
+    got = [x for m in msgs for x in m.rcpt_tos]
+    t.eq(sorted(got), rcpts, "every recipient exactly once")
+    t.eq(len({m.data for m in msgs}), 1, "every transaction carries the same message")
+    t.eq(len({m.get("Message-ID") for m in msgs}), 1, "one Message-ID")
+
+
+@test("max_recipients = 10: 25 recipients in transactions of at most 10")
+def _(t):
+    t.config(max_recipients=10)
+    rcpts = ["r%02d@example.com" % i for i in range(25)]
+    r = t.run(["-i"] + rcpts, lf("Subject: ten", "", "body"))
+    t.exit(r, 0)
+    msgs = t.messages()
+    t.eq(len(msgs), 3, "transactions")
+    for m in msgs:
+        t.ok(len(m.rcpt_tos) <= 10, "%s has %d recipients" % (m.id, len(m.rcpt_tos)))
+    t.eq(sorted(x for m in msgs for x in m.rcpt_tos), rcpts, "every recipient exactly once")
+
+
+@test("exactly 50 recipients go in one transaction")
+def _(t):
+    rcpts = ["r%02d@example.com" % i for i in range(50)]
+    r = t.run(["-i"] + rcpts, lf("Subject: fifty", "", "body"))
+    t.exit(r, 0)
+    msgs = t.messages()
+    t.eq(len(msgs), 1, "transactions")
+    t.eq(sorted(x for m in msgs for x in m.rcpt_tos), rcpts, "recipients")
+
+
+@test("a recipient refused among good ones: the others get it, exit 0")
+def _(t):
+    t.relay.fault("refuse_rcpt", ["bad@example.com"])
+    r = t.run(["-i", "good1@example.com", "bad@example.com", "good2@example.net"],
+              lf("Subject: one bad", "", "body"))
+    t.exit(r, 0)
+    m = t.message()
+    t.eq(sorted(m.rcpt_tos), ["good1@example.com", "good2@example.net"], "RCPT TO accepted")
+    t.eq(len(t.relay.commands("RCPT")), 3, "all three were tried")
+
+
+@test("every recipient refused: exit 67, nothing accepted")
+def _(t):
+    t.relay.fault("refuse_rcpt", ["bad1@example.com", "bad2@example.com"])
+    r = t.run(["-i", "bad1@example.com", "bad2@example.com"], lf("Subject: all bad", "", "body"))
+    t.exit(r, harness.EX_NOUSER)
+    t.eq(len(t.messages()), 0, "messages accepted")
+    t.eq(t.relay.commands("DATA"), [], "no DATA after every RCPT was refused")
+
+
+@test("SIZE offered: MAIL FROM carries SIZE= at least the message size")
+def _(t):
+    r = t.run(["-i", "a@example.com"], lf("Subject: size", "", "x" * 5000))
+    t.exit(r, 0)
+    m = t.message()
+    sizes = [o for o in m.mail_options if o.upper().startswith("SIZE=")]
+    t.eq(len(sizes), 1, "one SIZE parameter in %r" % (m.mail_options,))
+    if sizes:
+        t.ok(int(sizes[0].split("=", 1)[1]) >= m.size,
+             "SIZE=%s >= %d" % (sizes[0].split("=", 1)[1], m.size))
+
+
+@test("SIZE not offered: no SIZE parameter")
+def _(t):
+    t.relay.extensions(SIZE=False)
+    r = t.run(["-i", "a@example.com"], lf("Subject: no size", "", "body"))
+    t.exit(r, 0)
+    m = t.message()
+    t.eq([o for o in m.mail_options if o.upper().startswith("SIZE")], [], "SIZE parameters")
+
+
+@test("PIPELINING offered: MAIL, RCPT and DATA are pipelined")
+def _(t):
+    r = t.run(["-i", "a@example.com", "b@example.com", "c@example.com"],
+              lf("Subject: pipelining", "", "body"))
+    t.exit(r, 0)
+    t.message()
+    cmds = [c for c in t.relay.commands() if c["cmd"] in ("RCPT", "DATA")]
+    t.ok(any(c["pipelined"] for c in cmds), "some RCPT/DATA sent before the previous reply")
+
+
+@test("PIPELINING not offered: every command waits for its reply")
+def _(t):
+    t.relay.extensions(PIPELINING=False)
+    r = t.run(["-i", "a@example.com", "b@example.com", "c@example.com"],
+              lf("Subject: no pipelining", "", "body"))
+    t.exit(r, 0)
+    t.message()
+    t.eq([c["cmd"] for c in t.relay.commands() if c["pipelined"]], [], "pipelined commands")
+
+
+@test("DSN offered: -N, -R and -V become NOTIFY, RET and ENVID")
+def _(t):
+    r = t.run(["-i", "-N", "success,failure", "-R", "hdrs", "-V", "envid-42", "a@example.com"],
+              lf("Subject: dsn", "", "body"))
+    t.exit(r, 0)
+    m = t.message()
+    opts = [o.upper() for o in m.mail_options]
+    t.isin("RET=HDRS", opts, "MAIL FROM parameters")
+    t.isin("ENVID=ENVID-42", opts, "MAIL FROM parameters")
+    t.eq([[o.upper() for o in x if o.upper().startswith("NOTIFY=")] for x in m.rcpt_options],
+         [["NOTIFY=SUCCESS,FAILURE"]], "RCPT TO parameters")
+
+
+@test("DSN not offered: -N/-R/-V are dropped and the message still goes")
+def _(t):
+    t.relay.extensions(DSN=False)
+    r = t.run(["-i", "-N", "never", "-R", "full", "-V", "e1", "a@example.com"],
+              lf("Subject: no dsn", "", "body"))
+    t.exit(r, 0)
+    m = t.message()
+    t.eq([o for o in m.mail_options if o.upper().split("=")[0] in ("RET", "ENVID")], [],
+         "DSN parameters on MAIL")
+    t.eq(m.rcpt_options, [[]], "RCPT parameters")
+
+
+@test("max_size exceeded: exit 65 before connecting")
+def _(t):
+    t.config(max_size=2000)
+    r = t.run(["-i", "a@example.com"], lf("Subject: big", "", *(["y" * 70] * 100)))
+    t.exit(r, harness.EX_DATAERR)
+    t.no_connection("too large")
+
+
+@test("a 6 MB message arrives intact")
+def _(t):
+    import base64
+    blob = os.urandom(4500 * 1024)
+    b64 = base64.encodebytes(blob).decode("ascii")
+    msg = lf("To: a@example.com", "Subject: attachment", "MIME-Version: 1.0",
+             "Content-Type: application/octet-stream", "Content-Transfer-Encoding: base64",
+             "", b64.rstrip("\n"))
+    r = t.run(["-t", "-i"], msg, timeout=60)
+    t.exit(r, 0)
+    m = t.message()
+    t.eq(base64.b64decode(m.body), blob, "decoded attachment")
+
+
+@test("alias root as a recipient on the command line of a multi-recipient word")
+def _(t):
+    r = t.run(["-i", "root,a@example.com"], lf("Subject: root and a", "", "body"))
+    t.exit(r, 0)
+    m = t.message()
+    t.eq(sorted(m.rcpt_tos), sorted([ROOT_ALIAS, "a@example.com"]), "RCPT TO")
+    t.ok(all(re.search("@", x) for x in m.rcpt_tos), "no bare name in RCPT TO")
+
+
+harness.main()

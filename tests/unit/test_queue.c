@@ -783,7 +783,14 @@ test_rate_budget(void)
 	    "and waits until the budget reopens (%+ld)", near_now(at));
 	ok(number("queue", c, "attempts") == 0 && has_line("queue", c, "next-attempt 0"),
 	    "the pass stopped before the third: untouched");
-	ok(strstr(logged.lines, "rate budget is used up") != NULL, "and says why");
+	ok(strstr(logged.lines, "rate budget (or a throttle pause) holds sending until") != NULL,
+	    "and says why");
+	{
+		char *q = mailq();
+
+		ok(strstr(q, "-- sending is held until") != NULL, "mailq says sending is held");
+		free(q);
+	}
 }
 
 static void
