@@ -19,6 +19,7 @@
 #include "envelope.h"
 #include "log.h"
 #include "message.h"
+#include "mime.h"
 #include "policy.h"
 #include "queue.h"
 #include "smtp.h"
@@ -88,7 +89,7 @@ temp_dir(const struct config *cfg)
 static FILE *
 temp_file(const char *dir, struct status *st)
 {
-	char *path = xasprintf("%s/.acsmail-XXXXXX", dir);
+	char *path = xasprintf("%s/acsmail-prepared.XXXXXX", dir);
 	int fd = mkstemp(path);
 	FILE *f;
 
@@ -128,6 +129,29 @@ prepare(const char *dir, struct message *m, off_t *size, struct status *st)
 	return f;
 }
 
+/* SMTP allows 998 octets a line: a body with longer lines is re-encoded
+ * as quoted-printable rather than cut (SPEC §4). Takes msg, returns the
+ * re-encoded message or NULL. */
+static FILE *
+reencode_long_lines(const char *dir, FILE *msg, off_t *size, struct status *st)
+{
+	FILE *f = temp_file(dir, st);
+
+	if (f != NULL && (mime_downgrade(msg, f, st) != EX_OK || fflush(f) != 0)) {
+		if (st->code == EX_OK)
+			status_set(st, EX_TEMPFAIL, "cannot write a temporary file: %s",
+			    strerror(errno));
+		fclose(f);
+		f = NULL;
+	}
+	fclose(msg);
+	if (f != NULL) {
+		*size = ftello(f);
+		rewind(f);
+	}
+	return f;
+}
+
 /* A message that cannot be delivered is kept with the reason: nothing a
  * caller handed over is lost (SPEC §3). Returns the code to exit with. */
 static int
@@ -154,6 +178,17 @@ keep_failed(const struct config *cfg, const char *qid, const struct envelope *en
 	return why->code;
 }
 
+static bool
+any_state(const struct rcpt_outcome *out, size_t n, enum rcpt_state state)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (out[i].state == state)
+			return true;
+	return false;
+}
+
 /* Spools msg for the recipients in keep (all when keep is NULL). */
 static int
 spool(const struct config *cfg, const char *qid, const struct envelope *env,
@@ -174,10 +209,9 @@ spool(const struct config *cfg, const char *qid, const struct envelope *env,
 		strlist_free(&part.rcpts);
 		return EX_OK;
 	}
-	/* the first retry comes a minute after this attempt, like the runner's */
 	rc = keep == RCPT_FAILED ?
 	    queue_store_failed(cfg, qid, &part, msg, size, reason, st) :
-	    queue_store(cfg, qid, &part, msg, size, reason, time(NULL) + queue_backoff(1), st);
+	    queue_store_deferred(cfg, qid, &part, msg, size, reason, st);
 	strlist_free(&part.rcpts);
 	return rc;
 }
@@ -214,6 +248,49 @@ deliver_in_background(const struct config *cfg, const char *qid)
 		config_secret_free(secret);
 	}
 	_exit(0);
+}
+
+/* After a delivery that did not reach everyone: refused recipients go to
+ * the failed area, deferred ones to the queue; returns the exit code. */
+static int
+keep_outcome(const struct options *o, const struct config *cfg, const char *qid,
+    const struct envelope *env, const struct rcpt_outcome *out, int rc,
+    const struct status *st, FILE *msg, off_t size, const char *reply, double elapsed)
+{
+	struct status qst;
+	const char *why = st->text;
+	size_t i;
+
+	status_clear(&qst);
+	for (i = 0; i < env->rcpts.n; i++) {
+		if (out[i].state != RCPT_FAILED)
+			continue;
+		if (*why == '\0')
+			why = out[i].reply;
+		fprintf(stderr, "acsmail: %s: %s\n", env->rcpts.v[i], out[i].reply);
+		log_line(LOG_ERR, "id=%s to=<%s> refused: %s", qid, env->rcpts.v[i], out[i].reply);
+	}
+	if (any_state(out, env->rcpts.n, RCPT_FAILED) &&
+	    spool(cfg, qid, env, out, RCPT_FAILED, msg, size, why, &qst) != EX_OK)
+		fprintf(stderr, "acsmail: the refused part could not be kept: %s\n", qst.text);
+	if (rc == EX_TEMPFAIL) {
+		if (spool(cfg, qid, env, out, RCPT_DEFERRED, msg, size, st->text, &qst) != EX_OK) {
+			log_outcome(qid, env->sender, env->rcpts.n, size, "deferred, not queued",
+			    qst.text, elapsed);
+			fprintf(stderr, "acsmail: %s\n", st->text);
+			return report(&qst);
+		}
+		log_outcome(qid, env->sender, env->rcpts.n, size, "queued", st->text, elapsed);
+		if (tell_user(o))
+			fprintf(stderr, "acsmail: queued as %s: %s\n", qid, st->text);
+		return EX_OK;
+	}
+	if (rc == EX_OK) {
+		log_outcome(qid, env->sender, env->rcpts.n, size, "sent", reply, elapsed);
+		return EX_OK;
+	}
+	log_outcome(qid, env->sender, env->rcpts.n, size, "failed", why, elapsed);
+	return report(st);
 }
 
 static int
@@ -261,6 +338,8 @@ cmd_deliver(const struct options *o, const struct config *cfg)
 		goto out;
 	}
 	msg = prepare(dir, &m, &size, &st);
+	if (msg != NULL && m.body_longest > 998)
+		msg = reencode_long_lines(dir, msg, &size, &st);
 	if (msg == NULL) {
 		rc = report(&st);
 		goto out;
@@ -296,41 +375,12 @@ cmd_deliver(const struct options *o, const struct config *cfg)
 	out = xcalloc(env.rcpts.n, sizeof(*out));
 	rc = deliver_message(&ctx, &env, msg, size, out, reply, sizeof(reply), &st);
 	deliver_finish(&ctx);
-	if (rc == EX_OK && st.code == EX_OK) {
+	if (rc == EX_OK && !any_state(out, env.rcpts.n, RCPT_FAILED)) {
 		log_outcome(qid, env.sender, env.rcpts.n, size, "sent", reply, now_seconds() - started);
 		goto out;
 	}
-	/* some or all recipients failed or wait: keep each part where it belongs */
-	{
-		struct status why = st, qst;
-		size_t i;
-
-		status_clear(&qst);
-		for (i = 0; i < env.rcpts.n; i++)
-			if (out[i].state == RCPT_FAILED)
-				fprintf(stderr, "acsmail: %s: %s\n", env.rcpts.v[i], out[i].reply);
-		if (spool(cfg, qid, &env, out, RCPT_FAILED, msg, size, why.text, &qst) != EX_OK)
-			fprintf(stderr, "acsmail: cannot keep the refused part: %s\n", qst.text);
-		if (rc == EX_TEMPFAIL) {
-			if (spool(cfg, qid, &env, out, RCPT_DEFERRED, msg, size, why.text, &qst) != EX_OK) {
-				log_outcome(qid, env.sender, env.rcpts.n, size, "deferred", why.text,
-				    now_seconds() - started);
-				fprintf(stderr, "acsmail: %s\n", why.text);
-				rc = report(&qst);
-				goto out;
-			}
-			log_outcome(qid, env.sender, env.rcpts.n, size, "queued", why.text,
-			    now_seconds() - started);
-			if (tell_user(o))
-				fprintf(stderr, "acsmail: queued as %s: %s\n", qid, why.text);
-			rc = EX_OK;
-		} else {
-			log_outcome(qid, env.sender, env.rcpts.n, size,
-			    rc == EX_OK ? "sent" : "failed", why.text, now_seconds() - started);
-			if (rc != EX_OK)
-				report(&why);
-		}
-	}
+	rc = keep_outcome(o, cfg, qid, &env, out, rc, &st, msg, size, reply,
+	    now_seconds() - started);
 out:
 	free(out);
 	free(dir);

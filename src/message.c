@@ -26,6 +26,7 @@ struct reader {
 	size_t pos, len;
 	bool eof, error;
 	bool midline;		/* a piece of the current line was handed out */
+	bool bare_cr;		/* the last line ended with CR not followed by LF */
 };
 
 enum segment {
@@ -104,11 +105,14 @@ reader_segment(struct reader *r, struct buf *out)
 	}
 	/* a line end: LF, or CR+ optionally followed by LF */
 	c = r->buf[r->pos++];
+	r->bare_cr = false;
 	if (c == '\r') {
 		while ((c = reader_peek(r)) == '\r')
 			r->pos++;
 		if (c == '\n')
 			r->pos++;
+		else
+			r->bare_cr = true;
 	}
 	r->midline = false;
 	return SEG_LINE;
@@ -288,19 +292,18 @@ body_put(struct message *m, struct body_line *bl, const char *p, size_t n, bool 
 	}
 }
 
-/* Header octets that cannot be kept as a C string are dropped; other raw
- * bytes stay and are judged where the field is used. */
+/* A NUL cannot be kept in a C string: it becomes DEL, another control
+ * character, so the field is still refused or encoded where it is used.
+ * Other raw bytes stay and are judged there too. */
 static void
 header_add_line(struct message *m, struct buf *cur, const struct buf *line)
 {
 	size_t i;
 
 	for (i = 0; i < line->len; i++) {
-		if (line->s[i] == '\0')
-			continue;
 		if ((unsigned char)line->s[i] >= 0x80)
 			m->header_8bit = true;
-		buf_addc(cur, line->s[i]);
+		buf_addc(cur, line->s[i] == '\0' ? 0x7f : line->s[i]);
 	}
 	buf_add(cur, "\r\n", 2);
 }
@@ -358,9 +361,16 @@ message_read(FILE *in, bool dot_ends, const char *tmpdir, struct message *m, str
 			break;
 		case LINE_FIELD:
 		case LINE_CONTINUATION:
-			/* the rest of a long field line, still under the cap */
-			while (seg == SEG_PART) {
+			/* the rest of a long field line, still under the cap; a
+			 * bare CR does not end a field line: it stays in the field
+			 * as a control character, refused or encoded where the
+			 * field is used, so it cannot start a field of its own */
+			while (seg == SEG_PART || (seg == SEG_LINE && r->bare_cr)) {
+				if (seg == SEG_LINE)
+					buf_addc(&line, '\r');
 				seg = reader_segment(r, &line);
+				if (seg == SEG_EOF)
+					break;
 				if (line.len + header_size > HEADER_MAX) {
 					rc = status_set(st, EX_DATAERR,
 					    "header too large (over %d octets)", HEADER_MAX);

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -106,6 +107,17 @@ set_nonblocking(int fd)
 	return fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
+/* Every write is a whole unit already (a command group, a chunk, a TLS
+ * record): Nagle's algorithm could only hold a small one back until the
+ * relay's ACK of the one before, a round trip or a delayed ACK lost. */
+static void
+no_delay(int fd)
+{
+	int on = 1;
+
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+}
+
 /* One address: returns the connected socket, or -1 with the reason in why. */
 static int
 connect_one(const struct addrinfo *ai, long timeout, char *why, size_t whysz)
@@ -123,6 +135,7 @@ connect_one(const struct addrinfo *ai, long timeout, char *why, size_t whysz)
 		err = errno;
 		goto fail;
 	}
+	no_delay(fd);
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
 		return fd;
 	if (errno != EINPROGRESS && errno != EINTR) {

@@ -19,7 +19,8 @@ int deadline_passed(const struct deadline *d);
 
 /* Resolves host (AF_UNSPEC) and tries every address in order, each with a
  * non-blocking connect bounded by timeout seconds. On success *fd is a
- * connected non-blocking socket and peer names the address that answered
+ * connected non-blocking socket (TCP_NODELAY: callers write whole units)
+ * and peer names the address that answered
  * ("127.0.0.1", "2001:db8::1"). Returns EX_OK, or EX_TEMPFAIL with st->text
  * telling a DNS failure, a refused connection and a timeout apart. */
 int net_connect(const char *host, long port, long timeout, int *fd,

@@ -364,19 +364,19 @@ policy_sender(const struct config *cfg, const struct options *o, struct message 
 	if (o->sender != NULL) {
 		if ((rc = check_argument("sender (-f)", o->sender, st)) != EX_OK)
 			return rc;
-		if (*o->sender == '\0' || strcmp(o->sender, "<>") == 0) {
-			env->sender = xstrdup("");
-			return EX_OK;
-		}
-		rc = parse_addresses("sender (-f)", o->sender, &l, st);
-		if (rc == EX_OK)
-			env->sender = allowed_sender(cfg, &l, env);
-		address_list_free(&l);
-		if (rc != EX_OK)
-			return rc;
-		if (env->sender != NULL) {
-			*requested = true;
-			return EX_OK;
+		/* the null sender (-f '<>') is no MailFrom address: ACS refuses
+		 * it, so it is treated as any other sender it would refuse */
+		if (*o->sender != '\0' && strcmp(o->sender, "<>") != 0) {
+			rc = parse_addresses("sender (-f)", o->sender, &l, st);
+			if (rc == EX_OK)
+				env->sender = allowed_sender(cfg, &l, env);
+			address_list_free(&l);
+			if (rc != EX_OK)
+				return rc;
+			if (env->sender != NULL) {
+				*requested = true;
+				return EX_OK;
+			}
 		}
 	}
 	if ((f = message_find(m, "From")) != NULL) {
@@ -643,7 +643,30 @@ as_utf8(const char *s)
 	return buf_steal(&b);
 }
 
-/* Subject and other free text with raw non-ASCII bytes: encoded words.
+/* A control character other than TAB: a bare CR, a NUL (kept as DEL by
+ * message_read), ... None of them may reach the relay raw. */
+static bool
+has_control(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f)
+			return true;
+	return false;
+}
+
+static char *
+without_controls(const char *s)
+{
+	char *v = xstrdup(s), *p;
+
+	for (p = v; *p != '\0'; p++)
+		if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
+			*p = ' ';
+	return v;
+}
+
+/* Subject and other free text with raw non-ASCII bytes or control
+ * characters: encoded words, which carry them safely.
  * Encoded words already in the text are decoded first, so nothing is
  * encoded twice. */
 static void
@@ -655,9 +678,17 @@ policy_encode_text(struct message *m)
 
 	for (i = 0; i < m->nfields; i++) {
 		f = &m->fields[i];
-		if (str_is_ascii(f->value) || rfc5322_is_address_field(f->name) ||
-		    name_in(f->name, structured_fields))
+		if ((str_is_ascii(f->value) && !has_control(f->value)) ||
+		    rfc5322_is_address_field(f->name))
 			continue;
+		if (name_in(f->name, structured_fields)) {
+			if (has_control(f->value)) {
+				v = without_controls(f->value);
+				message_replace(m, f, v);
+				free(v);
+			}
+			continue;
+		}
 		utf8 = as_utf8(f->value);
 		decoded = mime_decode_words(utf8);
 		v = mime_encode_text(decoded, strlen(f->name) + 2);

@@ -272,7 +272,7 @@ clean_tmp(struct spool *sp, time_t now)
 		return;
 	}
 	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.' ||
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
 		    fstatat(sp->dir[AREA_TMP], de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
 			continue;
 		if (S_ISREG(sb.st_mode) && sb.st_mtime < now - STALE_TMP &&
@@ -867,7 +867,8 @@ failed_prepare(struct spool *sp, struct entry *e, FILE *msg, off_t size, struct 
 
 static int
 store(const struct config *cfg, enum area a, const char *id, const struct envelope *env,
-    FILE *msg, off_t size, const char *reason, time_t next_attempt, struct status *st)
+    FILE *msg, off_t size, const char *reason, long attempts, time_t next_attempt,
+    struct status *st)
 {
 	struct pending p = { .lockfd = -1 };
 	struct spool sp;
@@ -885,6 +886,7 @@ store(const struct config *cfg, enum area a, const char *id, const struct envelo
 		return rc;
 	entry_init(&e, id, env, reason);
 	e.created = time(NULL);
+	e.attempts = attempts;
 	e.next_attempt = next_attempt > 0 ? next_attempt : 0;
 	for (i = 0; i < env->rcpts.n; i++)
 		entry_add_rcpt(&e, env->rcpts.v[i], "");
@@ -907,14 +909,22 @@ int
 queue_store(const struct config *cfg, const char *id, const struct envelope *env,
     FILE *msg, off_t size, const char *reason, time_t next_attempt, struct status *st)
 {
-	return store(cfg, AREA_QUEUE, id, env, msg, size, reason, next_attempt, st);
+	return store(cfg, AREA_QUEUE, id, env, msg, size, reason, 0, next_attempt, st);
+}
+
+int
+queue_store_deferred(const struct config *cfg, const char *id, const struct envelope *env,
+    FILE *msg, off_t size, const char *reason, struct status *st)
+{
+	return store(cfg, AREA_QUEUE, id, env, msg, size, reason, 1,
+	    time(NULL) + queue_backoff(1), st);
 }
 
 int
 queue_store_failed(const struct config *cfg, const char *id, const struct envelope *env,
     FILE *msg, off_t size, const char *reason, struct status *st)
 {
-	return store(cfg, AREA_FAILED, id, env, msg, size, reason, 0, st);
+	return store(cfg, AREA_FAILED, id, env, msg, size, reason, 1, 0, st);
 }
 
 /* ---- the runner ---- */

@@ -29,6 +29,11 @@ time_t queue_backoff(long attempts);
 int queue_store(const struct config *cfg, const char *id, const struct envelope *env,
     FILE *msg, off_t size, const char *reason, time_t next_attempt, struct status *st);
 
+/* The same after a first attempt that failed for a temporary reason: one
+ * attempt counted, the next one due after queue_backoff(1). */
+int queue_store_deferred(const struct config *cfg, const char *id, const struct envelope *env,
+    FILE *msg, off_t size, const char *reason, struct status *st);
+
 /* The same into the failed area, for recipients that failed permanently. */
 int queue_store_failed(const struct config *cfg, const char *id, const struct envelope *env,
     FILE *msg, off_t size, const char *reason, struct status *st);

@@ -26,6 +26,8 @@
 #define REPLY_MAX_TEXT	32768	/* octets in one whole reply */
 #define WBUF_FLUSH	16384	/* the write buffer goes out when it holds this much */
 #define BODY_CHUNK	8192	/* message octets read at a time */
+#define BDAT_CHUNK	(1024 * 1024)	/* octets in one BDAT chunk but the last */
+#define BDAT_AHEAD	1	/* chunks sent before the reply to an earlier one is read */
 #define ADDR_MAX	512	/* longest address we put on the wire (RFC 5321 says 256) */
 #define ENVID_MAX	100	/* RFC 3461 */
 
@@ -299,8 +301,10 @@ buf_wipe_free(struct buf *b)
 
 /* The message goes out as DATA: every line end becomes CRLF (CRLF, bare LF
  * and bare CR all end a line), a line starting with '.' gets another '.',
- * and the end is "CRLF.CRLF" whether or not the input ended its last line. */
+ * and the end is "CRLF.CRLF" whether or not the input ended its last line.
+ * For BDAT only the line ends are made CRLF: no dots, no end marker. */
 struct dotstuff {
+	bool dots;		/* double leading dots (DATA) */
 	bool line_start;
 	bool cr;		/* the previous byte was a CR */
 	unsigned long long octets;	/* written so far */
@@ -309,9 +313,17 @@ struct dotstuff {
 static void
 dotstuff_init(struct dotstuff *d)
 {
+	d->dots = true;
 	d->line_start = true;
 	d->cr = false;
 	d->octets = 0;
+}
+
+static void
+crlf_init(struct dotstuff *d)
+{
+	dotstuff_init(d);
+	d->dots = false;
 }
 
 static void
@@ -338,7 +350,7 @@ dotstuff_feed(struct dotstuff *d, const char *in, size_t n, struct buf *out)
 			d->line_start = true;
 			continue;
 		}
-		if (d->line_start && c == '.')
+		if (d->dots && d->line_start && c == '.')
 			buf_addc(out, '.');
 		buf_addc(out, c);
 		d->line_start = false;
@@ -346,17 +358,24 @@ dotstuff_feed(struct dotstuff *d, const char *in, size_t n, struct buf *out)
 	d->octets += out->len - start;
 }
 
+/* ends the last line when the input left it open */
+static void
+crlf_end(struct dotstuff *d, struct buf *out)
+{
+	if (d->cr || !d->line_start) {
+		buf_add(out, "\r\n", 2);
+		d->octets += 2;
+	}
+	d->cr = false;
+	d->line_start = true;
+}
+
 static void
 dotstuff_end(struct dotstuff *d, struct buf *out)
 {
-	size_t start = out->len;
-
-	if (d->cr || !d->line_start)
-		buf_add(out, "\r\n", 2);
+	crlf_end(d, out);
 	buf_add(out, ".\r\n", 3);
-	d->cr = false;
-	d->line_start = true;
-	d->octets += out->len - start;
+	d->octets += 3;
 }
 
 /* ---- hints ------------------------------------------------------------ */
@@ -441,6 +460,7 @@ struct smtp_session {
 	size_t rpos, rlen;
 	struct buf wbuf;
 	struct caps caps;
+	size_t chunk_size;	/* octets in a BDAT chunk but the last */
 };
 
 static void __attribute__((format(printf, 2, 3)))
@@ -466,6 +486,7 @@ session_new(const struct config *cfg, FILE *transcript, int fd)
 	s->transcript = transcript;
 	s->fd = fd;
 	s->usable = fd >= 0;
+	s->chunk_size = BDAT_CHUNK;
 	snprintf(s->ehlo, sizeof(s->ehlo), "localhost");
 	return s;
 }
@@ -787,28 +808,60 @@ send_secret(struct smtp_session *s, const char *prefix, const void *p, size_t n,
 	return rc != EX_OK ? rc : read_reply(s, r);
 }
 
+/* A 334 that asks for the username: a relay that ignored the initial
+ * response must not get the secret in its place. */
+static bool
+asks_username(const struct reply *r)
+{
+	/* "Username:" and "username:" in base64 */
+	return strncmp(r->text.s, "VXNlcm5hbWU6", 12) == 0 ||
+	    strncmp(r->text.s, "dXNlcm5hbWU6", 12) == 0;
+}
+
+/* The rest of AUTH LOGIN after r, the reply to the command: the username
+ * when it is due (or asked for again), then the secret. */
+static int
+login_steps(struct smtp_session *s, const char *secret, bool user_due, struct reply *r,
+    struct status *st)
+{
+	const char *user = s->cfg->username;
+
+	if (r->code != 334)
+		return auth_refused(s, "LOGIN", r, st);
+	if (user_due || asks_username(r)) {
+		if (send_secret(s, "", user, strlen(user), r) != EX_OK)
+			return broken(s, st, "AUTH LOGIN");
+		if (r->code != 334)
+			return auth_refused(s, "LOGIN", r, st);
+	}
+	if (send_secret(s, "", secret, strlen(secret), r) != EX_OK)
+		return broken(s, st, "AUTH LOGIN");
+	if (r->code == 334)
+		return status_set(st, EX_TEMPFAIL, "AUTH LOGIN: %s asks for more than a username and "
+		    "a password", s->cfg->server);
+	if (r->code != 235)
+		return auth_refused(s, "LOGIN", r, st);
+	return EX_OK;
+}
+
+/* AUTH LOGIN with the username as initial response (RFC 4954), a round
+ * trip less; a relay that does not take that form (501, 504) gets the
+ * command alone and the username after its prompt. */
 static int
 auth_login(struct smtp_session *s, const char *secret, struct status *st)
 {
 	const char *user = s->cfg->username;
 	struct reply r = {0};
-	int rc = EX_OK;
+	int rc;
 
-	if (command(s, &r, "AUTH LOGIN", NULL) != EX_OK)
+	if (send_secret(s, "AUTH LOGIN ", user, strlen(user), &r) != EX_OK)
 		rc = broken(s, st, "AUTH LOGIN");
-	else if (r.code != 334)
-		rc = auth_refused(s, "LOGIN", &r, st);
-	else if (send_secret(s, "", user, strlen(user), &r) != EX_OK)
+	else if (r.code != 501 && r.code != 504)
+		rc = login_steps(s, secret, false, &r, st);
+	else if (command(s, &r, "AUTH LOGIN", NULL) != EX_OK)
 		rc = broken(s, st, "AUTH LOGIN");
-	else if (r.code != 334)
-		rc = auth_refused(s, "LOGIN", &r, st);
-	else if (send_secret(s, "", secret, strlen(secret), &r) != EX_OK)
-		rc = broken(s, st, "AUTH LOGIN");
-	else if (r.code == 334)
-		rc = status_set(st, EX_TEMPFAIL, "AUTH LOGIN: %s asks for more than a username and "
-		    "a password", s->cfg->server);
-	else if (r.code != 235)
-		rc = auth_refused(s, "LOGIN", &r, st);
+	else
+		rc = login_steps(s, secret, true, &r, st);
 	if (rc != EX_OK && r.code == 334)
 		s->usable = false;
 	reply_free(&r);
@@ -922,16 +975,16 @@ smtp_has(const struct smtp_session *s, const char *keyword)
 	return s != NULL && caps_get(&s->caps, keyword) != NULL;
 }
 
+/* QUIT without waiting for the 221 (RFC 5321 4.1.1.10 only says SHOULD):
+ * every transaction is over by now, so the reply can tell nothing, and
+ * waiting for it costs a round trip. The TLS close_notify goes the same way. */
 void
 smtp_close(struct smtp_session *s)
 {
-	struct reply r = {0};
-
 	if (s == NULL)
 		return;
-	if (s->usable && command(s, &r, "QUIT", NULL) != EX_OK)
+	if (s->usable && (send_line(s, "QUIT", NULL) != EX_OK || flush(s) != EX_OK))
 		s->usable = false;
-	reply_free(&r);
 	session_free(s);
 }
 
@@ -1104,6 +1157,45 @@ mail_refused(const struct txn *t, const struct reply *r, struct smtp_result *res
 	return status_set(st, EX_TEMPFAIL, "MAIL FROM:<%s> deferred: %s", sender, r->line);
 }
 
+/* the final reply r for every recipient the relay accepted */
+static void
+record_accepted(const struct txn *t, struct rcpt_result *rcpts, const struct reply *r)
+{
+	size_t i;
+
+	for (i = 0; i < t->env->rcpts.n; i++)
+		if (code_ok(rcpts[i].reply_code))
+			record(&rcpts[i], r);
+}
+
+/* The only way to take back a message under way is to hang up. */
+static void
+hang_up(struct smtp_session *s)
+{
+	s->usable = false;
+	net_close(s->fd);
+	s->fd = -1;
+}
+
+/* MAIL FROM and a RCPT TO for each recipient, into the write buffer */
+static int
+queue_envelope(struct smtp_session *s, const struct txn *t)
+{
+	char *line;
+	size_t i;
+	int rc;
+
+	line = mail_command(s, t);
+	rc = send_line(s, line, NULL);
+	free(line);
+	for (i = 0; rc == EX_OK && i < t->env->rcpts.n; i++) {
+		line = rcpt_command(t, t->env->rcpts.v[i]);
+		rc = send_line(s, line, NULL);
+		free(line);
+	}
+	return rc;
+}
+
 /* Sends the envelope and DATA; EX_OK when the relay said 354. */
 static int
 envelope_pipelined(struct smtp_session *s, struct txn *t, struct rcpt_result *rcpts,
@@ -1111,20 +1203,11 @@ envelope_pipelined(struct smtp_session *s, struct txn *t, struct rcpt_result *rc
 {
 	const struct envelope *env = t->env;
 	struct reply mail = {0}, r = {0};
-	char *line;
 	size_t i;
 	int rc = EX_OK;
 
-	line = mail_command(s, t);
-	rc = send_line(s, line, NULL);
-	free(line);
-	for (i = 0; rc == EX_OK && i < env->rcpts.n; i++) {
-		line = rcpt_command(t, env->rcpts.v[i]);
-		rc = send_line(s, line, NULL);
-		free(line);
-	}
-	if (rc != EX_OK || send_line(s, "DATA", NULL) != EX_OK || flush(s) != EX_OK ||
-	    read_reply(s, &mail) != EX_OK) {
+	if (queue_envelope(s, t) != EX_OK || send_line(s, "DATA", NULL) != EX_OK ||
+	    flush(s) != EX_OK || read_reply(s, &mail) != EX_OK) {
 		rc = broken(s, st, "sending the envelope");
 		goto out;
 	}
@@ -1150,20 +1233,15 @@ envelope_pipelined(struct smtp_session *s, struct txn *t, struct rcpt_result *rc
 		rc = broken(s, st, "DATA");
 		goto out;
 	}
-	if (r.code == 354 && (!reply_ok(&mail) || t->accepted == 0)) {
-		/* a relay that opens DATA for nobody: hang up rather than send anything */
-		s->usable = false;
-		net_close(s->fd);
-		s->fd = -1;
-	}
+	/* a relay that opens DATA for nobody: hang up rather than send anything */
+	if (r.code == 354 && (!reply_ok(&mail) || t->accepted == 0))
+		hang_up(s);
 	if (!reply_ok(&mail))
 		rc = mail_refused(t, &mail, res, st);
 	else if (t->accepted == 0)
 		rc = all_refused(t, res, st);
 	else if (r.code != 354) {
-		for (i = 0; i < env->rcpts.n; i++)
-			if (code_ok(rcpts[i].reply_code))
-				record(&rcpts[i], &r);
+		record_accepted(t, rcpts, &r);
 		record_final(res, &r);
 		rc = status_set(st, reply_exit(&r), "DATA refused: %s", r.line);
 	}
@@ -1175,7 +1253,8 @@ out:
 	return rc;
 }
 
-/* The same without PIPELINING: one command, one reply. */
+/* The envelope without PIPELINING: one command, one reply. EX_OK when a
+ * recipient was accepted. */
 static int
 envelope_stepwise(struct smtp_session *s, struct txn *t, struct rcpt_result *rcpts,
     struct smtp_result *res, struct status *st)
@@ -1215,21 +1294,28 @@ envelope_stepwise(struct smtp_session *s, struct txn *t, struct rcpt_result *rcp
 		rc = t->accepted == 0 ? all_refused(t, res, st) :
 		    status_set(st, EX_TEMPFAIL, "RCPT TO: %s", r.line);
 		reset(s);
-		goto out;
 	}
+out:
+	reply_free(&r);
+	return rc;
+}
+
+/* DATA after the stepwise envelope; EX_OK when the relay said 354. */
+static int
+data_stepwise(struct smtp_session *s, struct txn *t, struct rcpt_result *rcpts,
+    struct smtp_result *res, struct status *st)
+{
+	struct reply r = {0};
+	int rc = EX_OK;
+
 	if (command(s, &r, "DATA", NULL) != EX_OK) {
 		rc = broken(s, st, "DATA");
-		goto out;
-	}
-	if (r.code != 354) {
-		for (i = 0; i < env->rcpts.n; i++)
-			if (code_ok(rcpts[i].reply_code))
-				record(&rcpts[i], &r);
+	} else if (r.code != 354) {
+		record_accepted(t, rcpts, &r);
 		record_final(res, &r);
 		rc = status_set(st, reply_exit(&r), "DATA refused: %s", r.line);
 		reset(s);
 	}
-out:
 	reply_free(&r);
 	return rc;
 }
@@ -1242,7 +1328,7 @@ send_body(struct smtp_session *s, struct txn *t, FILE *msg, struct rcpt_result *
 	char chunk[BODY_CHUNK];
 	struct dotstuff ds;
 	struct reply r = {0};
-	size_t n, i;
+	size_t n;
 	int rc;
 
 	dotstuff_init(&ds);
@@ -1252,11 +1338,8 @@ send_body(struct smtp_session *s, struct txn *t, FILE *msg, struct rcpt_result *
 			return broken(s, st, "sending the message");
 	}
 	if (ferror(msg)) {
-		/* the only way to take back a DATA is to hang up */
 		rc = errno;
-		s->usable = false;
-		net_close(s->fd);
-		s->fd = -1;
+		hang_up(s);
 		return status_set(st, EX_TEMPFAIL, "reading the message: %s", strerror(rc));
 	}
 	dotstuff_end(&ds, &s->wbuf);
@@ -1272,11 +1355,213 @@ send_body(struct smtp_session *s, struct txn *t, FILE *msg, struct rcpt_result *
 		return rc;
 	}
 	record_final(res, &r);
-	for (i = 0; i < t->env->rcpts.n; i++)
-		if (code_ok(rcpts[i].reply_code))
-			record(&rcpts[i], &r);
+	record_accepted(t, rcpts, &r);
 	rc = reply_ok(&r) ? EX_OK : status_set(st, reply_exit(&r), "message refused: %s", r.line);
 	reply_free(&r);
+	return rc;
+}
+
+/* ---- BDAT (RFC 3030) -------------------------------------------------- */
+
+/* The message cut into chunks, line ends made CRLF on the way: a chunk's
+ * octet count is taken from what goes out, not from the input. */
+struct chunker {
+	FILE *msg;
+	struct dotstuff lines;
+	struct buf buf;		/* the chunk, then what was read beyond it */
+	size_t size;		/* octets in a chunk but the last */
+	size_t len;		/* octets in the current chunk */
+	bool last;
+};
+
+static void
+chunker_init(struct chunker *c, FILE *msg, size_t size)
+{
+	memset(c, 0, sizeof(*c));
+	c->msg = msg;
+	c->size = size > 0 ? size : BDAT_CHUNK;
+	crlf_init(&c->lines);
+}
+
+/* The next chunk into c->buf.s[0..c->len), c->last when it ends the
+ * message. Returns 0, or the errno of a failed read. */
+static int
+chunker_next(struct chunker *c)
+{
+	char in[BODY_CHUNK];
+	size_t n;
+
+	if (c->len > 0) {
+		c->buf.len -= c->len;
+		memmove(c->buf.s, c->buf.s + c->len, c->buf.len);
+		c->buf.s[c->buf.len] = '\0';
+		c->len = 0;
+	}
+	/* a chunk goes before the last only with an octet beyond it: the
+	 * LAST chunk is empty for an empty message alone */
+	while (c->buf.len <= c->size) {
+		if ((n = fread(in, 1, sizeof(in), c->msg)) == 0) {
+			if (ferror(c->msg))
+				return errno != 0 ? errno : EIO;
+			crlf_end(&c->lines, &c->buf);
+			c->len = c->buf.len;
+			c->last = true;
+			return 0;
+		}
+		dotstuff_feed(&c->lines, in, n, &c->buf);
+	}
+	c->len = c->size;
+	return 0;
+}
+
+static void
+chunker_free(struct chunker *c)
+{
+	buf_free(&c->buf);
+}
+
+/* "BDAT n [LAST]" and the n octets, into the write buffer */
+static int
+queue_chunk(struct smtp_session *s, const char *p, size_t n, bool last)
+{
+	char line[48];
+	size_t k;
+
+	snprintf(line, sizeof(line), "BDAT %zu%s", n, last ? " LAST" : "");
+	if (send_line(s, line, NULL) != EX_OK)
+		return EX_TEMPFAIL;
+	trace(s, "-> (%zu octets of message)", n);
+	for (; n > 0; p += k, n -= k) {
+		k = n < WBUF_FLUSH ? n : WBUF_FLUSH;
+		buf_add(&s->wbuf, p, k);
+		if (s->wbuf.len >= WBUF_FLUSH && flush(s) != EX_OK)
+			return EX_TEMPFAIL;
+	}
+	return EX_OK;
+}
+
+/* Where a BDAT transaction stands. The replies come in the order of the
+ * commands: MAIL's and the RCPTs' when they were pipelined, then one for
+ * each chunk. */
+struct bdat {
+	size_t envelope;	/* envelope replies due before the chunks' */
+	size_t replies;		/* replies read */
+	size_t chunks;		/* chunks queued */
+	bool last_queued;	/* the LAST chunk is among them */
+	bool last_sent;		/* ... and went out whole */
+	int rc;			/* EX_OK until a reply decides against the transaction */
+	struct reply r;
+};
+
+/* Reads the next reply and weighs it; once the outcome is known the rest
+ * are only read. EX_TEMPFAIL when the session broke. */
+static int
+bdat_reply(struct smtp_session *s, struct txn *t, struct bdat *b, struct rcpt_result *rcpts,
+    struct smtp_result *res, struct status *st)
+{
+	struct reply *r = &b->r;
+	size_t i = b->replies;
+
+	if (read_reply(s, r) != EX_OK)
+		return EX_TEMPFAIL;
+	b->replies++;
+	if (b->rc != EX_OK)
+		return EX_OK;
+	if (i < b->envelope && i == 0) {
+		if (!reply_ok(r))
+			b->rc = mail_refused(t, r, res, st);
+	} else if (i < b->envelope) {
+		rcpt_reply(t, i - 1, r, rcpts);
+		if (!s->usable) {
+			record_final(res, r);
+			b->rc = status_set(st, EX_TEMPFAIL, "RCPT TO: %s", r->line);
+		} else if (i + 1 == b->envelope && t->accepted == 0) {
+			/* the relay answers the chunks with 503 or 554 */
+			b->rc = all_refused(t, res, st);
+		}
+	} else if (!reply_ok(r)) {
+		/* a refused chunk ends the transaction, the LAST one or not */
+		record_accepted(t, rcpts, r);
+		record_final(res, r);
+		b->rc = status_set(st, reply_exit(r), "message refused: %s", r->line);
+	} else if (b->last_queued && b->replies == b->envelope + b->chunks) {
+		record_accepted(t, rcpts, r);
+		record_final(res, r);
+	}
+	return EX_OK;
+}
+
+/* A whole transaction with the message in BDAT chunks. With PIPELINING
+ * the envelope and the chunks go without waiting, and a chunk's reply is
+ * read only once BDAT_AHEAD more chunks are out: a message of one chunk
+ * takes one round trip. Without PIPELINING every command waits for its
+ * reply. */
+static int
+transaction_bdat(struct smtp_session *s, struct txn *t, FILE *msg, struct rcpt_result *rcpts,
+    struct smtp_result *res, struct status *st)
+{
+	bool pipelined = caps_get(&s->caps, "PIPELINING") != NULL;
+	size_t ahead = pipelined ? BDAT_AHEAD : 0;
+	struct chunker c;
+	struct bdat b;
+	int rc, err;
+
+	memset(&b, 0, sizeof(b));
+	if (pipelined) {
+		b.envelope = 1 + t->env->rcpts.n;
+		if (queue_envelope(s, t) != EX_OK)
+			return broken(s, st, "sending the envelope");
+	} else if ((rc = envelope_stepwise(s, t, rcpts, res, st)) != EX_OK) {
+		return rc;
+	}
+	chunker_init(&c, msg, s->chunk_size);
+	while (b.rc == EX_OK && s->usable && !b.last_queued) {
+		if ((err = chunker_next(&c)) != 0) {
+			hang_up(s);
+			rc = status_set(st, EX_TEMPFAIL, "reading the message: %s", strerror(err));
+			goto out;
+		}
+		if (queue_chunk(s, c.buf.s, c.len, c.last) != EX_OK) {
+			rc = broken(s, st, "sending the message");
+			goto out;
+		}
+		b.chunks++;
+		b.last_queued = c.last;
+		while (!b.last_queued && b.rc == EX_OK && s->usable && b.chunks > ahead &&
+		    b.replies + ahead < b.envelope + b.chunks) {
+			if (flush(s) != EX_OK) {
+				rc = broken(s, st, "sending the message");
+				goto out;
+			}
+			if (bdat_reply(s, t, &b, rcpts, res, st) != EX_OK)
+				goto lost;
+		}
+	}
+	if (flush(s) != EX_OK) {
+		rc = broken(s, st, "sending the message");
+		goto out;
+	}
+	b.last_sent = b.last_queued;
+	while (s->usable && b.replies < b.envelope + b.chunks)
+		if (bdat_reply(s, t, &b, rcpts, res, st) != EX_OK)
+			goto lost;
+	rc = b.rc;
+	if (rc != EX_OK)
+		reset(s);
+	goto out;
+lost:
+	if (b.rc != EX_OK) {
+		/* the outcome was known before the session broke */
+		rc = b.rc;
+	} else {
+		/* with the LAST chunk out the relay may have the message */
+		res->after_dot = b.last_sent;
+		rc = broken(s, st, b.last_sent ? "waiting for the reply to the message" :
+		    b.replies < b.envelope ? "sending the envelope" : "BDAT");
+	}
+out:
+	chunker_free(&c);
+	reply_free(&b.r);
 	return rc;
 }
 
@@ -1379,10 +1664,14 @@ smtp_send(struct smtp_session *s, const struct envelope *env, FILE *msg, off_t s
 	if (caps_get(&s->caps, "DSN") != NULL)
 		t.notify = dsn_notify_value(env->dsn_notify);
 
+	if (caps_get(&s->caps, "CHUNKING") != NULL) {
+		rc = transaction_bdat(s, &t, body, rcpts, res, st);
+		goto out;
+	}
 	if (caps_get(&s->caps, "PIPELINING") != NULL)
 		rc = envelope_pipelined(s, &t, rcpts, res, st);
-	else
-		rc = envelope_stepwise(s, &t, rcpts, res, st);
+	else if ((rc = envelope_stepwise(s, &t, rcpts, res, st)) == EX_OK)
+		rc = data_stepwise(s, &t, rcpts, res, st);
 	if (rc == EX_OK)
 		rc = send_body(s, &t, body, rcpts, res, st);
 out:

@@ -28,9 +28,10 @@ struct smtp_result {
 /* Opens a session: resolves cfg->server and tries each address, reads the
  * greeting, EHLO, STARTTLS (or implicit TLS) verified against the system
  * trust store or tls_ca_file with the host name checked, EHLO again, AUTH
- * LOGIN (PLAIN only where LOGIN is not offered). Each step is bounded by
- * cfg->timeout. With transcript non-NULL every line sent and received is
- * written there, secrets as "***".
+ * LOGIN with the username as initial response (without it when the relay
+ * answers that with 501 or 504; PLAIN only where LOGIN is not offered).
+ * Each step is bounded by cfg->timeout. With transcript non-NULL every line
+ * sent and received is written there, secrets as "***".
  * Returns EX_OK; EX_TEMPFAIL for anything worth retrying (refused connection,
  * DNS failure, TLS or verification failure, no STARTTLS, 4xx, timeout,
  * 535); EX_UNAVAILABLE for other 5xx; EX_CONFIG for a config the client
@@ -42,18 +43,21 @@ int smtp_open(const struct config *cfg, const char *secret, FILE *transcript,
  * when offered), RCPT TO for each of env->rcpts (NOTIFY when offered),
  * pipelined when PIPELINING is offered, then the message from msg (CRLF
  * lines, not dot-stuffed; read from the current position to EOF, size octets)
- * by DATA with dot-stuffing (every line end goes out as CRLF; BDAT is not
- * used). rcpts[i] is filled for env->rcpts.v[i]: the RCPT reply of a refused
+ * by BDAT when CHUNKING is offered (chunks of 1 MB, the last one "BDAT n
+ * LAST"; with PIPELINING the envelope and the chunks go without waiting),
+ * else by DATA with dot-stuffing; every line end goes out as CRLF either
+ * way. rcpts[i] is filled for env->rcpts.v[i]: the RCPT reply of a refused
  * recipient, the final reply for an accepted one, code 0 when not reached.
  * After a refused transaction the session is RSET and stays usable. A
  * message that is 8-bit for a relay without 8BITMIME is downgraded
  * (mime_downgrade) on the way.
  * Returns EX_OK when the relay accepted the message for at least one
  * recipient (refused recipients are in rcpts), EX_TEMPFAIL for 4xx or a
- * broken session (res->after_dot tells when it broke after the final dot),
- * EX_NOUSER when every recipient was refused with 5xx, EX_UNAVAILABLE for
- * another 5xx (MAIL FROM refused, DATA refused), for a message over the
- * relay's SIZE and for non-ASCII addresses the relay has no SMTPUTF8 for;
+ * broken session (res->after_dot tells when it broke after the final dot
+ * or the LAST chunk), EX_NOUSER when every recipient was refused with 5xx,
+ * EX_UNAVAILABLE for another 5xx (MAIL FROM refused, DATA or a chunk
+ * refused), for a message over the relay's SIZE and for non-ASCII
+ * addresses the relay has no SMTPUTF8 for;
  * EX_DATAERR, before anything is sent, for an address holding CR, LF or
  * another control character, '<' or '>'. */
 int smtp_send(struct smtp_session *s, const struct envelope *env, FILE *msg, off_t size,
@@ -65,7 +69,8 @@ bool smtp_usable(const struct smtp_session *s);
 /* the extension keyword (e.g. "PIPELINING") from the last EHLO reply */
 bool smtp_has(const struct smtp_session *s, const char *keyword);
 
-/* QUIT (when the connection is usable), close, free. NULL is fine. */
+/* QUIT (when the connection is usable) without waiting for its reply,
+ * TLS close_notify, close, free. NULL is fine. */
 void smtp_close(struct smtp_session *s);
 
 /* A hint for the person fixing a failure, from the relay's reply text or

@@ -22,14 +22,26 @@ Each test gets a fresh fixture `t` (class Case):
   t.eq/ok/isin/notin/match    soft checks: a test reports every failed check
   t.exit(result, code)        the exit code, with stderr shown when it differs
   t.fail(text), t.skip(text)  end the test now
+  t.exec(argv, stdin, env=t.env({...}), cwd=...)  runs another program (a caller)
+  t.nothing_sent(), t.no_connection(), t.wire_line_ends(m), t.no_secret_in(blob, what)
 
-The relay is driven through t.relay: control(...) and fault(...) change its
-behaviour for the next connection; events(), commands(), auths() read its
-log. Environment: ACSMAIL_BIN (the binary), ACSMAIL_TESTS (the tests
-directory, default: the parent of this file), ACSMAIL_ONLY (a regex: run
-only the tests whose description matches), ACSMAIL_KEEP=1.
+The relay is driven through t.relay: control(...), extensions(PIPELINING=False)
+and fault(name, value) change its behaviour from the next connection on (the
+faults are listed in tests/relay/relay.py); events(), commands(), verbs(),
+auths(), connections(), wait_messages(n) read what it saw. A Msg has the
+envelope as attributes (mail_from, mail_options, rcpt_tos, rcpt_options,
+auth_user, tls, bare_lf, bare_cr, eight_bit, longest_line, queue_id, ...),
+data (after dot-unstuffing), raw (as on the wire), head, body, and field
+helpers: get, get_all, raw_field, decoded, addresses, addrs, content_lf.
+
+A failing test prints the last command with its stdout/stderr and the relay's
+transcript as TAP diagnostics. Environment: ACSMAIL_BIN (the binary),
+ACSMAIL_TESTS (the tests directory, default: the parent of this file),
+ACSMAIL_ONLY (a regex: run only the tests whose description matches),
+ACSMAIL_KEEP=1 (keep the directory of a failed test).
 """
 
+import atexit
 import base64
 import email
 import email.header
@@ -49,7 +61,7 @@ import traceback
 # temporary reason (no STARTTLS, bad certificate, 4xx, relay down).
 # SPEC §6: once the queue exists such a message is spooled and the exit is 0;
 # until then it is EX_TEMPFAIL. Change this one line when the queue lands.
-TEMPFAIL_EXIT = 75
+TEMPFAIL_EXIT = 0
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_NOUSER, EX_UNAVAILABLE = 0, 64, 65, 67, 69
 EX_TEMPFAIL, EX_CONFIG = 75, 78
@@ -108,6 +120,8 @@ def certs_dir():
 class Relay:
     def __init__(self, state_dir):
         self.dir = state_dir
+        self.dirty = False      # a client ran since the log was last read
+        os.makedirs(state_dir, exist_ok=True)
         self.certs = certs_dir()
         self.ca = os.path.join(self.certs, "ca.pem")
         self._control = {"username": USERNAME, "password": PASSWORD,
@@ -115,9 +129,14 @@ class Relay:
         self._write_control()
         self.stderr = open(os.path.join(state_dir, "relay.stderr"), "wb")
         self.proc = subprocess.Popen(
-            [PYTHON, RELAY, "--state", state_dir, "--certs", self.certs],
+            [PYTHON, RELAY, "--state", state_dir, "--certs", self.certs,
+             "--parent", str(os.getpid())],
             stdout=subprocess.PIPE, stderr=self.stderr, stdin=subprocess.DEVNULL)
-        line = self._readline(10)
+        try:
+            line = self._readline(10)
+        except BaseException:
+            self.stop()
+            raise
         m = re.match(rb"PORT (\d+)", line or b"")
         if not m:
             self.stop()
@@ -170,6 +189,7 @@ class Relay:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.proc.stdout.close()
         self.stderr.close()
 
     def stderr_text(self):
@@ -181,15 +201,32 @@ class Relay:
 
     # what the relay saw --------------------------------------------------
 
+    def settle(self, timeout=2.0):
+        """After a run: wait (a little) until every connection the relay
+        accepted is closed, so that a QUIT sent just before the client
+        exited is in the log before anyone reads it."""
+        self.dirty = False
+        end = time.time() + timeout
+        while time.time() < end:
+            ev = self._read_events()
+            opened = sum(1 for e in ev if e["kind"] == "connect")
+            closed = sum(1 for e in ev if e["kind"] == "close")
+            if closed >= opened:
+                return
+            time.sleep(0.02)
+
     def events(self, kind=None):
+        if self.dirty:
+            self.settle()
+        return [e for e in self._read_events() if kind is None or e["kind"] == kind]
+
+    def _read_events(self):
         out = []
         try:
             with open(os.path.join(self.dir, "events.jsonl"), encoding="utf-8") as f:
                 for line in f:
                     if line.strip():
-                        e = json.loads(line)
-                        if kind is None or e["kind"] == kind:
-                            out.append(e)
+                        out.append(json.loads(line))
         except FileNotFoundError:
             pass
         return out
@@ -209,6 +246,8 @@ class Relay:
         return self.events("auth")
 
     def messages(self):
+        if self.dirty:
+            self.settle()
         out = []
         for name in sorted(os.listdir(self.dir)):
             if re.fullmatch(r"msg-\d+\.json", name):
@@ -236,7 +275,17 @@ class Relay:
                 lines.append("%d C: %s%s%s" % (e["conn"], e["cmd"], " " + arg if arg else "",
                                                 " [pipelined]" if e.get("pipelined") else ""))
             elif k == "reply":
-                lines.append("%d S: %s" % (e["conn"], e["line"]))
+                # an EHLO reply on one line: "250-localhost Hello | SIZE ... | SMTPUTF8"
+                prev = lines[-1] if lines else ""
+                cont = "%d S: " % e["conn"]
+                if prev.startswith(cont) and prev[len(cont) + 3:len(cont) + 4] == "-" \
+                        and e["line"][:3] == prev[len(cont):len(cont) + 3]:
+                    lines[-1] = prev + " | " + e["line"][4:]
+                    if e["line"][3:4] == " ":
+                        lines[-1] = cont + prev[len(cont):len(cont) + 3] + " " + \
+                            lines[-1][len(cont) + 4:]
+                else:
+                    lines.append("%d S: %s" % (e["conn"], e["line"]))
             elif k == "listen":
                 continue
             else:
@@ -402,7 +451,12 @@ class Case:
         self.failures = []
         self.notes = []
         self.last = None
-        self.relay = Relay(os.path.join(self.dir, "relay"))
+        self.relay = None
+        try:
+            self.relay = Relay(os.path.join(self.dir, "relay"))
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
         self.aliases_path = os.path.join(self.dir, "aliases")
         self.queue_dir = os.path.join(self.dir, "queue")
         self.log_path = os.path.join(self.dir, "acsmail.log")
@@ -512,6 +566,8 @@ class Case:
             out, err = p.communicate()
         r = Result(argv, p.returncode, out, err, time.time() - t0, timed_out)
         self.last = r
+        if self.relay:
+            self.relay.dirty = True
         if timed_out:
             raise Failed("%s did not finish within %ss" % (argv[0], timeout))
         return r
@@ -548,6 +604,20 @@ class Case:
             if isinstance(blob, str):
                 blob = blob.encode("utf-8", "surrogateescape")
             self.ok(form not in blob, "%s does not hold the secret (%r)" % (what, form[:12]))
+
+    def spooled(self):
+        """files under queue_dir (whatever its layout)"""
+        out = []
+        for root, _, files in os.walk(self.queue_dir):
+            out.extend(os.path.join(root, f) for f in files)
+        return out
+
+    def kept_safe(self, r, what="temporary failure"):
+        """a temporary failure either exits TEMPFAIL_EXIT with the message
+        spooled (exit 0: SPEC §6) or tells the caller (75)"""
+        self.exit(r, TEMPFAIL_EXIT, what + ": exit code")
+        if TEMPFAIL_EXIT == 0:
+            self.ok(self.spooled(), what + ": the message is in the queue")
 
     def log_text(self):
         try:
@@ -626,7 +696,8 @@ class Case:
         return out
 
     def close(self, keep):
-        self.relay.stop()
+        if self.relay:
+            self.relay.stop()
         if keep:
             return
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -668,54 +739,79 @@ def _diag(text):
         print("# " + line)
 
 
+def _cleanup_certs():
+    if _certs:
+        shutil.rmtree(_certs, ignore_errors=True)
+
+
+def _terminated(signum, frame):
+    # run the finally blocks: the current test's relay and directory go away
+    raise SystemExit(128 + signum)
+
+
+def _run_one(desc, fn):
+    t = None
+    try:
+        t = Case(desc)
+        fn(t)
+        if t.failures:
+            return t, "not ok", t.failures
+        return t, "ok", []
+    except Skipped as e:
+        return t, "skip", [str(e)]
+    except Failed as e:
+        return t, "not ok", (t.failures if t else []) + [str(e)]
+    except Exception:
+        return t, "not ok", (t.failures if t else []) + [traceback.format_exc()]
+    except BaseException:
+        if t is not None:
+            t.close(False)
+        raise
+
+
+def _report(n, desc, t, status, extra):
+    if status == "skip":
+        print("ok %d - %s # SKIP %s" % (n, desc, extra[0]))
+    elif status == "ok":
+        print("ok %d - %s" % (n, desc))
+    else:
+        print("not ok %d - %s" % (n, desc))
+        for x in extra:
+            _diag(x)
+        if t is not None:
+            try:
+                _diag("\n".join(t.diagnostics()))
+            except Exception:
+                _diag(traceback.format_exc())
+    if t is not None:
+        for x in t.notes:
+            _diag(x)
+
+
 def main():
+    atexit.register(_cleanup_certs)
+    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGHUP, _terminated)
     only = os.environ.get("ACSMAIL_ONLY")
     keep = os.environ.get("ACSMAIL_KEEP") == "1"
     tests = [(d, f) for d, f in _registry if not only or re.search(only, d)]
     failed = 0
     for n, (desc, fn) in enumerate(tests, 1):
         t = None
-        status, extra = "ok", []
         try:
-            t = Case(desc)
-            fn(t)
-            if t.failures:
-                status = "not ok"
-                extra = t.failures
-        except Skipped as e:
-            status = "skip"
-            extra = [str(e)]
-        except Failed as e:
-            status = "not ok"
-            extra = (t.failures if t else []) + [str(e)]
-        except Exception:
-            status = "not ok"
-            extra = (t.failures if t else []) + [traceback.format_exc()]
-        if status == "skip":
-            print("ok %d - %s # SKIP %s" % (n, desc, extra[0]))
-        elif status == "ok":
-            print("ok %d - %s" % (n, desc))
-        else:
-            failed += 1
-            print("not ok %d - %s" % (n, desc))
-            for x in extra:
-                _diag(x)
+            t, status, extra = _run_one(desc, fn)
+            _report(n, desc, t, status, extra)
+        finally:
             if t is not None:
+                kept = keep and status == "not ok"
                 try:
-                    _diag("\n".join(t.diagnostics()))
+                    t.close(kept)
+                    if kept:
+                        _diag("kept " + t.dir)
                 except Exception:
                     _diag(traceback.format_exc())
-        if t is not None:
-            for x in t.notes:
-                _diag(x)
-            try:
-                t.close(keep and status == "not ok")
-                if keep and status == "not ok":
-                    _diag("kept " + t.dir)
-            except Exception:
-                _diag(traceback.format_exc())
-        sys.stdout.flush()
+            sys.stdout.flush()
+        if status == "not ok":
+            failed += 1
     print("1..%d" % len(tests))
-    if _certs:
-        shutil.rmtree(_certs, ignore_errors=True)
     sys.exit(1 if failed else 0)

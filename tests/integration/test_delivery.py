@@ -47,7 +47,7 @@ def _(t):
 @test("-t -i -f allowed -- hidden: recipients from To plus the command line")
 def _(t):
     r = t.run(["-t", "-i", "-f", ALLOWED, "--", "hidden@example.net"],
-              lf("To: a@example.com", "Subject: hidden", "", "body"))
+              lf("To: a@example.com", "Subject: argv plus header", "", "body"))
     t.exit(r, 0)
     m = t.message()
     t.eq(sorted(m.rcpt_tos), ["a@example.com", "hidden@example.net"], "RCPT TO")
@@ -182,7 +182,6 @@ def _(t):
     r = t.run(["-i", "bad1@example.com", "bad2@example.com"], lf("Subject: all bad", "", "body"))
     t.exit(r, harness.EX_NOUSER)
     t.eq(len(t.messages()), 0, "messages accepted")
-    t.eq(t.relay.commands("DATA"), [], "no DATA after every RCPT was refused")
 
 
 @test("SIZE offered: MAIL FROM carries SIZE= at least the message size")

@@ -2,11 +2,8 @@
 """The message on the wire: line ends, dots, added headers, 8-bit bodies,
 encoded words, headers never transmitted (SPEC §4)."""
 
-import base64
 import email.utils
 import os
-import quopri
-import re
 import sys
 import time
 
@@ -47,7 +44,8 @@ def _(t):
 
 @test("mixed LF and CRLF line ends, and no final newline")
 def _(t):
-    msg = b"To: a@example.com\nSubject: mixed\r\n\r\nfirst\r\nsecond\nthird\r\nno newline at the end"
+    msg = (b"To: a@example.com\nSubject: mixed\r\n\r\n"
+           b"first\r\nsecond\nthird\r\nno newline at the end")
     r = t.run(["-t", "-i"], msg)
     t.exit(r, 0)
     m = t.message()
@@ -294,6 +292,33 @@ def _(t):
     m = t.message()
     t.eq(m.get("Subject"), "empty", "Subject")
     t.eq(m.body.strip(b"\r\n"), b"", "body")
+
+
+@test("only a Cc header: no To is added")
+def _(t):
+    r = t.run(["-i", "c@example.com"], lf("Cc: c@example.com", "Subject: cc only", "", "x"))
+    t.exit(r, 0)
+    m = t.message()
+    t.ok(not m.has("To"), "no To added")
+    t.eq(m.get("Cc"), "c@example.com", "Cc")
+
+
+@test("a non-ASCII recipient with SMTPUTF8 offered: SMTPUTF8 on MAIL FROM")
+def _(t):
+    r = t.run(["-i", "jörg@example.com"], lf("Subject: utf8 address", "", "x"))
+    t.exit(r, 0)
+    m = t.message()
+    t.eq(m.rcpt_tos, ["jörg@example.com"], "RCPT TO")
+    t.isin("SMTPUTF8", [o.upper() for o in m.mail_options], "MAIL FROM parameters")
+
+
+@test("a non-ASCII recipient without SMTPUTF8: a permanent error that says so")
+def _(t):
+    t.relay.extensions(SMTPUTF8=False)
+    r = t.run(["-i", "jörg@example.com"], lf("Subject: utf8 address", "", "x"))
+    t.exit(r, harness.EX_UNAVAILABLE)
+    t.isin("SMTPUTF8", r.stderr, "the error names SMTPUTF8")
+    t.nothing_sent()
 
 
 @test("the log line names the outcome and carries the relay's 250 reply")

@@ -5,7 +5,7 @@ Behaves like /work/shared/ACS.md describes smtp.azurecomm.net:587: STARTTLS,
 then AUTH LOGIN only, Exchange Online's reply codes, MailFrom addresses only,
 at most 50 recipients, 10 MB, a rate limit, and switchable faults.
 
-    relay.py --state DIR [--certs DIR] [--host 127.0.0.1] [--port 0]
+    relay.py --state DIR [--certs DIR] [--host 127.0.0.1] [--port 0] [--parent PID]
 
 Prints "PORT <n>" on stdout once it listens (also written to DIR/port).
 
@@ -49,6 +49,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import signal
 import ssl
 import sys
@@ -201,6 +202,8 @@ class Relay(SMTP):
         self.fed = 0
         self.chunks = []         # (end offset, replies sent when it arrived)
         self.prev_dispatch_replies = None
+        self.unread_logged = False
+        self.in_data = False
         self.stream = self._stream_reader
         feed = self.stream.feed_data
 
@@ -227,10 +230,9 @@ class Relay(SMTP):
     def _arrival(self):
         """replies sent when the line just read had arrived"""
         end = self.fed - len(self._reader._buffer)
-        for off, replies in self.chunks:
-            if off >= end:
-                return replies
-        return self.replies_sent
+        while self.chunks and self.chunks[0][0] < end:
+            self.chunks.pop(0)
+        return self.chunks[0][1] if self.chunks else self.replies_sent
 
     def _logged(self, name, method):
         async def run(arg):
@@ -267,12 +269,33 @@ class Relay(SMTP):
             self.event("tls", version=ssl_obj.version() if ssl_obj else None,
                        cipher=ssl_obj.cipher()[0] if ssl_obj else None)
 
+    def _log_unread(self):
+        """Commands that came right before the client closed are still in
+        the buffer when aiosmtpd cancels the handler (a QUIT, typically):
+        log them, marked unanswered."""
+        if self.unread_logged or self.in_data:
+            return
+        self.unread_logged = True
+        for line in bytes(self._reader._buffer).split(b"\n"):
+            line = line.rstrip(b"\r")
+            if not line:
+                continue
+            verb, _, arg = decode_arg(line).partition(" ")
+            self.event("cmd", cmd=verb.upper(), arg=arg.strip() or None,
+                       tls=self.tls_active, pipelined=False, unanswered=True)
+
+    def eof_received(self):
+        self._log_unread()
+        return super().eof_received()
+
     def connection_lost(self, error):
+        self._log_unread()
         self.event("close", error=str(error) if error else None)
         super().connection_lost(error)
 
     async def handle_exception(self, error):
-        self.event("exception", error="%s: %s" % (type(error).__name__, error), cause=repr(error.__cause__))
+        self.event("exception", error="%s: %s" % (type(error).__name__, error),
+                   cause=repr(error.__cause__))
         return "421 4.3.2 Internal error, closing"
 
     async def _handle_client(self):
@@ -540,6 +563,13 @@ class Relay(SMTP):
             await self.push("501 5.5.4 Syntax: DATA")
             return
         await self.push("354 Start mail input; end with <CRLF>.<CRLF>")
+        self.in_data = True
+        try:
+            await self._read_data(env)
+        finally:
+            self.in_data = False
+
+    async def _read_data(self, env):
         raw = bytearray()
         too_big = False
         nlines = 0
@@ -548,16 +578,19 @@ class Relay(SMTP):
             try:
                 line = await self._reader.readuntil(b"\r\n")
             except asyncio.IncompleteReadError:
+                self.unread_logged = True
                 self.event("data-aborted", received=len(raw))
                 self.transport.close()
                 return
             except asyncio.CancelledError:
+                self.unread_logged = True
                 self.event("data-aborted", received=len(raw))
                 raise
             if line == b".\r\n":
                 break
             nlines += 1
             if self.faults.get("drop_in_data"):
+                self.unread_logged = True
                 self.event("drop", received=len(raw) + len(line))
                 self.transport.abort()
                 return
@@ -602,7 +635,7 @@ class Relay(SMTP):
             "raw_size": len(raw),
             "bare_lf": any(b"\n" in x for x in lines),
             "bare_cr": any(b"\r" in x for x in lines),
-            "eight_bit": any(b >= 0x80 for b in content),
+            "eight_bit": re.search(rb"[\x80-\xff]", content) is not None,
             "longest_line": max(len(x) for x in body_lines) if body_lines else 0,
             "ends_with_crlf": raw.endswith(b"\r\n"),
             "pipelined": env.pipelined,
@@ -630,6 +663,13 @@ async def serve(args):
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if args.parent:
+        async def watch():
+            # a test killed mid-run must not leave its relay behind
+            while os.getppid() == args.parent:
+                await asyncio.sleep(0.5)
+            stop.set()
+        loop.create_task(watch())
     await stop.wait()
     server.close()
 
@@ -641,6 +681,7 @@ def main():
     p.add_argument("--certs", help="certificates (made with mkcerts.sh when missing)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--parent", type=int, help="exit when this process is no longer the parent")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args()
     os.makedirs(args.state, exist_ok=True)

@@ -18,6 +18,7 @@
 #include "util.h"
 
 #define FROM	"DoNotReply@mail.example.com"
+#define ALLOWED	"alerts@example.com"
 
 static const char alias_text[] =
     "root: admin@example.org\n"
@@ -124,8 +125,11 @@ static const struct pcase cases[] = {
 	{ .desc = "-f with a local domain is never the envelope sender",
 	  .input = "To: a@example.org\n\nb\n",
 	  .extract = true, .sender = "root@localhost", .want_sender = FROM, .want_from = "|" FROM },
-	{ .desc = "-f '<>' is the null sender",
-	  .input = "To: a@example.org\n\nb\n", .extract = true, .sender = "", .want_sender = "" },
+	{ .desc = "-f '<>' is no MailFrom address: the envelope sender is from",
+	  .input = "To: a@example.org\n\nb\n", .extract = true, .sender = "", .want_sender = FROM },
+	{ .desc = "-f '<>' with an allowed From: the From address",
+	  .input = "To: a@example.org\nFrom: " ALLOWED "\n\nb\n", .extract = true, .sender = "<>",
+	  .want_sender = ALLOWED, .want_from = "|" ALLOWED },
 	{ .desc = "From allowed, compared case-insensitively",
 	  .input = "To: a@example.org\nFrom: Alerts@Example.COM\n\nb\n",
 	  .extract = true, .want_sender = "Alerts@Example.COM", .want_from = "|Alerts@Example.COM" },
@@ -644,7 +648,7 @@ setup(void)
 
 	base.from = FROM;
 	base.from_name = "";
-	strlist_add(&base.allowed_from, "alerts@example.com");
+	strlist_add(&base.allowed_from, ALLOWED);
 	base.rewrite_from = REWRITE_AUTO;
 	strlist_add(&base.local_domains, "localhost");
 	strlist_add(&base.local_domains, "host.example.net");

@@ -493,35 +493,80 @@ test_auth(void)
 	int rc;
 
 	/* base64: user@example.com = dXNlckBleGFtcGxlLmNvbQ==, s3cret = czNjcmV0 */
-	fake_open(&f, "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 2.7.0 Authentication successful\r\n");
+	fake_open(&f, "334 UGFzc3dvcmQ6\r\n235 2.7.0 Authentication successful\r\n");
 	caps_parse(&f.s->caps, "relay.test\nAUTH LOGIN PLAIN\n");
 	rc = authenticate(f.s, "s3cret", &st);
 	wire = fake_wire(&f);
 	tr = fake_transcript(&f);
-	ok(rc == EX_OK, "AUTH LOGIN accepted");
-	is_str(wire, "AUTH LOGIN\r\ndXNlckBleGFtcGxlLmNvbQ==\r\nczNjcmV0\r\n",
-	    "LOGIN preferred to PLAIN; username and secret in base64");
+	ok(rc == EX_OK, "AUTH LOGIN with the username as initial response accepted");
+	is_str(wire, "AUTH LOGIN dXNlckBleGFtcGxlLmNvbQ==\r\nczNjcmV0\r\n",
+	    "LOGIN preferred to PLAIN; username and secret in base64, two round trips");
 	ok(strstr(tr, "s3cret") == NULL && strstr(tr, "czNjcmV0") == NULL,
 	    "the secret is not in the transcript, not even in base64");
-	ok(strstr(tr, "-> ***") != NULL && strstr(tr, "-> AUTH LOGIN") != NULL,
+	ok(strstr(tr, "dXNl") == NULL && strstr(tr, "user@example.com") == NULL,
+	    "nor the username");
+	ok(strstr(tr, "-> AUTH LOGIN ***\n") != NULL && strstr(tr, "-> ***\n") != NULL,
 	    "the transcript shows *** instead");
-	ok(strstr((char *)f.s->wbuf.s, "czNj") == NULL, "the write buffer was wiped");
+	ok(strstr((char *)f.s->wbuf.s, "czNj") == NULL && strstr((char *)f.s->wbuf.s, "dXNl") == NULL,
+	    "the write buffer was wiped");
 	free(wire);
 	free(tr);
 	fake_close(&f);
 
+	/* a relay that does not take the initial response: the classic three steps */
+	fake_open(&f, "504 5.7.4 Unrecognized authentication type\r\n334 VXNlcm5hbWU6\r\n"
+	    "334 UGFzc3dvcmQ6\r\n235 2.7.0 Authentication successful\r\n");
+	caps_parse(&f.s->caps, "relay.test\nAUTH LOGIN\n");
+	rc = authenticate(f.s, "s3cret", &st);
+	wire = fake_wire(&f);
+	tr = fake_transcript(&f);
+	ok(rc == EX_OK, "504 to the initial response: AUTH LOGIN again without it");
+	is_str(wire, "AUTH LOGIN dXNlckBleGFtcGxlLmNvbQ==\r\nAUTH LOGIN\r\n"
+	    "dXNlckBleGFtcGxlLmNvbQ==\r\nczNjcmV0\r\n", "then username and secret, one each");
+	ok(strstr(tr, "-> AUTH LOGIN\n") != NULL && strstr(tr, "s3cret") == NULL &&
+	    strstr(tr, "czNj") == NULL && strstr(tr, "dXNl") == NULL, "the fallback's transcript");
+	free(wire);
+	free(tr);
+	fake_close(&f);
+
+	fake_open(&f, "501 5.5.2 Cannot Base64-decode\r\n334 VXNlcm5hbWU6\r\n"
+	    "334 UGFzc3dvcmQ6\r\n235 2.7.0 ok\r\n");
+	caps_parse(&f.s->caps, "relay.test\nAUTH LOGIN\n");
+	rc = authenticate(f.s, "s3cret", &st);
+	wire = fake_wire(&f);
+	ok(rc == EX_OK && strstr(wire, "\r\nAUTH LOGIN\r\n") != NULL, "the same after a 501");
+	free(wire);
+	fake_close(&f);
+
+	/* a relay that ignores the initial response and asks for the username */
 	fake_open(&f, "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n535 5.7.3 Authentication unsuccessful\r\n");
 	caps_parse(&f.s->caps, "relay.test\nAUTH LOGIN\n");
 	rc = authenticate(f.s, "s3cret", &st);
+	wire = fake_wire(&f);
+	is_str(wire, "AUTH LOGIN dXNlckBleGFtcGxlLmNvbQ==\r\ndXNlckBleGFtcGxlLmNvbQ==\r\n"
+	    "czNjcmV0\r\n", "asked for the username again: the username, not the secret");
 	ok(rc == EX_TEMPFAIL && strstr(st.text, "535 5.7.3 Authentication unsuccessful") != NULL,
 	    "535: temporary, with the relay's text (%s)", st.text);
 	ok(strstr(st.text, "s3cret") == NULL, "no secret in the status");
+	free(wire);
 	fake_close(&f);
 
-	fake_open(&f, "504 5.7.4 Unrecognized authentication type\r\n");
+	fake_open(&f, "334 UGFzc3dvcmQ6\r\n535 5.7.3 Authentication unsuccessful\r\n");
 	caps_parse(&f.s->caps, "relay.test\nAUTH LOGIN\n");
 	rc = authenticate(f.s, "s3cret", &st);
-	ok(rc == EX_UNAVAILABLE, "504 to AUTH LOGIN: permanent");
+	ok(rc == EX_TEMPFAIL && strstr(st.text, "535") != NULL, "535 after the initial response");
+	fake_close(&f);
+
+	fake_open(&f, "504 5.7.4 Unrecognized authentication type\r\n"
+	    "504 5.7.4 Unrecognized authentication type\r\n");
+	caps_parse(&f.s->caps, "relay.test\nAUTH LOGIN\n");
+	rc = authenticate(f.s, "s3cret", &st);
+	wire = fake_wire(&f);
+	ok(rc == EX_UNAVAILABLE && strstr(st.text, "504 5.7.4") != NULL,
+	    "504 to both forms of AUTH LOGIN: permanent (%s)", st.text);
+	is_str(wire, "AUTH LOGIN dXNlckBleGFtcGxlLmNvbQ==\r\nAUTH LOGIN\r\n",
+	    "and no secret was sent");
+	free(wire);
 	fake_close(&f);
 
 	fake_open(&f, "235 2.7.0 ok\r\n");
@@ -811,6 +856,418 @@ test_send_refusals(void)
 	fake_close(&f);
 }
 
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void
+test_quit(void)
+{
+	struct fake f;
+	char *wire, *tr;
+	double t0;
+
+	/* a relay that never answers QUIT: smtp_close does not wait for it */
+	fake_open(&f, NULL);
+	t0 = now();
+	smtp_close(f.s);
+	f.s = NULL;
+	ok(now() - t0 < 0.5, "smtp_close returns at once (%.3f s, timeout %ld s)", now() - t0,
+	    cfg.timeout);
+	wire = fake_wire(&f);
+	tr = fake_transcript(&f);
+	is_str(wire, "QUIT\r\n", "QUIT was sent");
+	ok(strstr(tr, "-> QUIT\n") != NULL && strstr(tr, "<-") == NULL,
+	    "the transcript shows QUIT and no reply");
+	{
+		char c;
+
+		ok(read(f.relay, &c, 1) == 0, "and the connection is closed");
+	}
+	free(wire);
+	free(tr);
+	fake_close(&f);
+
+	/* an unusable session sends nothing */
+	fake_open(&f, NULL);
+	f.s->usable = false;
+	smtp_close(f.s);
+	f.s = NULL;
+	wire = fake_wire(&f);
+	is_str(wire, "", "no QUIT on a broken session");
+	free(wire);
+	fake_close(&f);
+}
+
+/* ---- BDAT ---------------------------------------------------------------- */
+
+static void
+test_chunker(void)
+{
+	struct chunker c;
+	struct buf all = {0}, want = {0};
+	size_t i, chunks = 0, sizes_ok = 0;
+	FILE *fp;
+
+	fp = message("ab\r\ncd");
+	chunker_init(&c, fp, 3);
+	ok(chunker_next(&c) == 0 && c.len == 3 && !c.last && memcmp(c.buf.s, "ab\r", 3) == 0,
+	    "a chunk may end between CR and LF");
+	ok(chunker_next(&c) == 0 && c.len == 5 && c.last && memcmp(c.buf.s, "\ncd\r\n", 5) == 0,
+	    "the last chunk ends the open line");
+	chunker_free(&c);
+	fclose(fp);
+
+	fp = message("");
+	chunker_init(&c, fp, 3);
+	ok(chunker_next(&c) == 0 && c.len == 0 && c.last, "an empty message: one empty LAST chunk");
+	chunker_free(&c);
+	fclose(fp);
+
+	fp = message("abc\r\n");
+	chunker_init(&c, fp, 5);
+	ok(chunker_next(&c) == 0 && c.len == 5 && c.last,
+	    "a message of exactly one chunk is one LAST chunk, no empty one after it");
+	chunker_free(&c);
+	fclose(fp);
+
+	/* bare LF and CR, leading dots (not doubled), chunks across reads */
+	fp = tmpfile();
+	for (i = 0; i < 3000; i++) {
+		fputs(i % 3 == 0 ? ".dot\n" : i % 3 == 1 ? "plain\r" : "crlf\r\n", fp);
+		buf_adds(&want, i % 3 == 0 ? ".dot\r\n" : i % 3 == 1 ? "plain\r\n" : "crlf\r\n");
+	}
+	fputs("tail", fp);
+	buf_adds(&want, "tail\r\n");
+	rewind(fp);
+	chunker_init(&c, fp, 1000);
+	do {
+		if (chunker_next(&c) != 0)
+			break;
+		chunks++;
+		sizes_ok += c.last || c.len == 1000;
+		buf_add(&all, c.buf.s, c.len);
+	} while (!c.last);
+	ok(all.len == want.len && memcmp(all.s, want.s, want.len) == 0,
+	    "the chunks make up the message with CRLF line ends, dots as they are (%zu octets)",
+	    all.len);
+	ok(chunks == (want.len + 999) / 1000 && sizes_ok == chunks,
+	    "%zu chunks of 1000 octets but the last", chunks);
+	chunker_free(&c);
+	fclose(fp);
+	buf_free(&all);
+	buf_free(&want);
+}
+
+/* Parses "BDAT n [LAST]\r\n" + n octets from *p; the chunk's octets go to body. */
+static bool
+parse_bdat(const char **p, const char *end, struct buf *body, bool *last)
+{
+	unsigned long n;
+	char *e;
+
+	if (end - *p < 6 || strncmp(*p, "BDAT ", 5) != 0)
+		return false;
+	n = strtoul(*p + 5, &e, 10);
+	*last = strncmp(e, " LAST\r\n", 7) == 0;
+	if (*last)
+		e += 7;
+	else if (strncmp(e, "\r\n", 2) == 0)
+		e += 2;
+	else
+		return false;
+	if ((unsigned long)(end - e) < n)
+		return false;
+	buf_add(body, e, n);
+	*p = e + n;
+	return true;
+}
+
+static void
+test_send_bdat(void)
+{
+	struct rcpt_result rr[3];
+	struct smtp_result res;
+	struct envelope env;
+	struct status st;
+	struct fake f;
+	char *wire, *tr;
+	FILE *msg;
+	int rc;
+
+	/* one chunk, pipelined with the envelope: no dot-stuffing, CRLF only */
+	fake_open(&f, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 OK <id@relay>\r\n");
+	caps_parse(&f.s->caps, "relay.test\nPIPELINING\nSIZE 1000000\n8BITMIME\nCHUNKING\n");
+	envelope_init(&env, "s@x.test", "a@x.test", NULL, NULL);
+	env.eightbit = true;
+	msg = message("Subject: x\r\n\r\n.hidden\nh\xc3\xa9\r\n.\r\nbody");
+	rc = smtp_send(f.s, &env, msg, 34, rr, &res, &st);
+	wire = fake_wire(&f);
+	tr = fake_transcript(&f);
+	ok(rc == EX_OK, "BDAT: accepted (%s)", st.text);
+	is_str(wire,
+	    "MAIL FROM:<s@x.test> SIZE=34 BODY=8BITMIME\r\n"
+	    "RCPT TO:<a@x.test>\r\n"
+	    "BDAT 37 LAST\r\n"
+	    "Subject: x\r\n\r\n.hidden\r\nh\xc3\xa9\r\n.\r\nbody\r\n",
+	    "envelope and BDAT n LAST in one go; the count is what went out");
+	ok(strstr(wire, "DATA") == NULL, "no DATA");
+	ok(rr[0].reply_code == 250 && strcmp(rr[0].reply, "250 2.0.0 OK <id@relay>") == 0,
+	    "the recipient gets the final reply");
+	ok(res.reply_code == 250 && !res.after_dot && smtp_usable(f.s), "the final reply; usable");
+	ok(strstr(tr, "-> BDAT 37 LAST\n-> (37 octets of message)\n") != NULL,
+	    "the transcript shows the chunk, not its octets");
+	free(wire);
+	free(tr);
+	fclose(msg);
+	envelope_free(&env);
+	fake_close(&f);
+
+	/* several chunks: exact counts, exact octets */
+	fake_open(&f, "250 ok\r\n250 ok\r\n250 ok\r\n250 2.0.0 chunk 1\r\n250 2.0.0 chunk 2\r\n"
+	    "250 2.0.0 chunk 3\r\n250 2.0.0 OK <id@relay>\r\n");
+	caps_parse(&f.s->caps, "relay.test\nPIPELINING\nCHUNKING\n");
+	f.s->chunk_size = 16;
+	envelope_init(&env, "s@x.test", "a@x.test", "b@x.test", NULL);
+	msg = message("line one\n.line two\r\nline three\rline four\r\n.\r\nend");
+	rc = smtp_send(f.s, &env, msg, 53, rr, &res, &st);
+	wire = fake_wire(&f);
+	ok(rc == EX_OK && res.reply_code == 250 && strcmp(res.reply, "250 2.0.0 OK <id@relay>") == 0,
+	    "multi-chunk: accepted with the LAST chunk's reply (%s)", st.text);
+	is_str(wire,
+	    "MAIL FROM:<s@x.test>\r\nRCPT TO:<a@x.test>\r\nRCPT TO:<b@x.test>\r\n"
+	    "BDAT 16\r\nline one\r\n.line "
+	    "BDAT 16\r\ntwo\r\nline three\r"
+	    "BDAT 16\r\n\nline four\r\n.\r\ne"
+	    "BDAT 4 LAST\r\nnd\r\n",
+	    "chunks of 16 octets, the rest LAST; nothing stuffed");
+	ok(strcmp(rr[0].reply, "250 2.0.0 OK <id@relay>") == 0 &&
+	    strcmp(rr[1].reply, "250 2.0.0 OK <id@relay>") == 0, "both recipients get the final reply");
+	free(wire);
+	fclose(msg);
+	envelope_free(&env);
+	fake_close(&f);
+
+	/* a bigger message: every chunk parses back, counts exact */
+	{
+		struct buf want = {0}, got = {0};
+		const char *p, *end;
+		size_t i, chunks = 0;
+		bool last = false, good = true;
+
+		/* MAIL, RCPT and two chunks of the 19746 octets */
+		fake_open(&f, "250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n");
+		caps_parse(&f.s->caps, "relay.test\nPIPELINING\nCHUNKING\n");
+		f.s->chunk_size = 10000;
+		envelope_init(&env, "s@x.test", "a@x.test", NULL, NULL);
+		msg = tmpfile();
+		for (i = 0; i < 2000; i++) {
+			fprintf(msg, "%s%zu\n", i % 7 == 0 ? "." : "line ", i);
+			buf_printf(&want, "%s%zu\r\n", i % 7 == 0 ? "." : "line ", i);
+		}
+		rewind(msg);
+		rc = smtp_send(f.s, &env, msg, 1000, rr, &res, &st);
+		wire = fake_wire(&f);
+		p = strstr(wire, "BDAT");
+		end = wire + strlen(wire);
+		while (good && !last && p != NULL && p < end) {
+			good = parse_bdat(&p, end, &got, &last);
+			chunks++;
+		}
+		ok(rc == EX_OK && good && last && p == end, "%zu chunks parse back, nothing after LAST",
+		    chunks);
+		ok(chunks == 2 && want.len == 19746, "as many chunks as 10000-octet pieces");
+		ok(got.len == want.len && memcmp(got.s, want.s, want.len) == 0,
+		    "their octets are the message with CRLF line ends (%zu octets)", got.len);
+		free(wire);
+		fclose(msg);
+		envelope_free(&env);
+		fake_close(&f);
+		buf_free(&want);
+		buf_free(&got);
+	}
+
+	/* one recipient refused: the chunk still goes for the other */
+	fake_open(&f, "250 ok\r\n550 5.1.1 no such user\r\n250 2.1.5 ok\r\n250 2.0.0 OK <id>\r\n");
+	caps_parse(&f.s->caps, "relay.test\nPIPELINING\nCHUNKING\n");
+	envelope_init(&env, "s@x.test", "a@x.test", "b@x.test", NULL);
+	msg = message("x\r\n");
+	rc = smtp_send(f.s, &env, msg, 3, rr, &res, &st);
+	wire = fake_wire(&f);
+	ok(rc == EX_OK, "BDAT with one refused recipient: accepted for the other (%s)", st.text);
+	ok(rr[0].reply_code == 550 && strcmp(rr[0].reply, "550 5.1.1 no such user") == 0 &&
+	    rr[1].reply_code == 250 && strcmp(rr[1].reply, "250 2.0.0 OK <id>") == 0,
+	    "the refused one keeps its RCPT reply, the other gets the final one");
+	ok(strstr(wire, "BDAT 3 LAST\r\nx\r\n") != NULL && strstr(wire, "RSET") == NULL,
+	    "the chunk went, no RSET");
+	free(wire);
+	fclose(msg);
+	envelope_free(&env);
+	fake_close(&f);
+
+	/* every recipient refused: the relay refuses the chunk, RSET */
+	fake_open(&f, "250 ok\r\n550 5.1.1 no\r\n550 5.1.1 no either\r\n554 5.5.1 no valid "
+	    "recipients\r\n250 2.0.0 reset\r\n");
+	caps_parse(&f.s->caps, "relay.test\nPIPELINING\nCHUNKING\n");
+	envelope_init(&env, "s@x.test", "a@x.test", "b@x.test", NULL);
+	msg = message("x\r\n");
+	rc = smtp_send(f.s, &env, msg, 3, rr, &res, &st);
+	wire = fake_wire(&f);
+	ok(rc == EX_NOUSER && strstr(st.text, "every recipient was refused") != NULL,
+	    "BDAT with every recipient refused: EX_NOUSER (%s)", st.text);
+	ok(rr[0].reply_code == 550 && rr[1].reply_code == 550 && res.reply_code == 550,
+	    "the RCPT replies are kept, not the chunk's 554");
+	ok(strstr(wire, "BDAT 3 LAST\r\nx\r\nRSET\r\n") != NULL && smtp_usable(f.s),
+	    "RSET after the refused chunk; usable");
+	free(wire);
+	fclose(msg);
+	envelope_free(&env);
+	fake_close(&f);
+
+	/* MAIL refused: the chunk's 503 is read, the sender's refusal told */
+	fake_open(&f, "550 5.7.1 sender not allowed\r\n503 5.5.1 need MAIL\r\n503 5.5.1 no "
+	    "transaction\r\n250 2.0.0 reset\r\n");
+	caps_parse(&f.s->caps, "relay.test\nPIPELINING\nCHUNKING\n");
+	envelope_init(&env, "root@x.test", "a@x.test", NULL, NULL);
+	msg = message("x\r\n");
+	rc = smtp_send(f.s, &env, msg, 3, rr, &res, &st);
+	wire = fake_wire(&f);
+	ok(rc == EX_UNAVAILABLE && strstr(st.text, "sender refused") != NULL && rr[0].reply_code == 0,
+	    "BDAT with MAIL refused: permanent, recipient not reached (%s)", st.text);
+	ok(strstr(wire, "RSET\r\n") != NULL && smtp_usable(f.s), "RSET; usable");
+	free(wire);
+	fclose(msg);
+	envelope_free(&env);
+	fake_close(&f);
+
+	/* 451 to the LAST chunk: temporary */
+	fake_open(&f, "250 ok\r\n250 ok\r\n451 4.3.0 try later\r\n250 2.0.0 reset\r\n");
+	caps_parse(&f.s->caps, "relay.test\nPIPELINING\nCHUNKING\n");
+	envelope_init(&env, "s@x.test", "a@x.test", NULL, NULL);
+	msg = message("x\r\n");
+	rc = smtp_send(f.s, &env, msg, 3, rr, &res, &st);
+	wire = fake_wire(&f);
+	ok(rc == EX_TEMPFAIL && strstr(st.text, "451 4.3.0 try later") != NULL,
+	    "451 to BDAT LAST: EX_TEMPFAIL (%s)", st.text);
+	ok(rr[0].reply_code == 451 && res.reply_code == 451 && !res.after_dot,
+	    "recorded for the recipient; not after_dot");
+	ok(strstr(wire, "RSET\r\n") != NULL && smtp_usable(f.s), "RSET; usable");
+	free(wire);
+	fclose(msg);
+	envelope_free(&env);
+	fake_close(&f);
+
+	/* 451 to a chunk before the last: no more chunks, the one in flight is read, RSET */
+	fake_open(&f, "250 ok\r\n250 ok\r\n451 4.3.0 chunk refused\r\n503 5.5.1 no transaction\r\n"
+	    "250 2.0.0 reset\r\n");
+	caps_parse(&f.s->caps, "relay.test\nPIPELINING\nCHUNKING\n");
+	f.s->chunk_size = 4;
+	envelope_init(&env, "s@x.test", "a@x.test", NULL, NULL);
+	msg = message("0123456789abcdefghij\r\n");
+	rc = smtp_send(f.s, &env, msg, 22, rr, &res, &st);
+	wire = fake_wire(&f);
+	ok(rc == EX_TEMPFAIL && res.reply_code == 451 && rr[0].reply_code == 451,
+	    "451 to a chunk that is not the last: EX_TEMPFAIL (%s)", st.text);
+	is_str(wire, "MAIL FROM:<s@x.test>\r\nRCPT TO:<a@x.test>\r\nBDAT 4\r\n0123BDAT 4\r\n4567"
+	    "RSET\r\n", "one chunk ahead of its reply, then RSET; no LAST");
+	ok(smtp_usable(f.s), "usable after RSET");
+	free(wire);
+	fclose(msg);
+	envelope_free(&env);
+	fake_close(&f);
+
+	/* connection dropped after the LAST chunk went out: after_dot */
+	fake_open(&f, "250 ok\r\n250 ok\r\n");
+	shutdown(f.relay, SHUT_WR);
+	caps_parse(&f.s->caps, "relay.test\nPIPELINING\nCHUNKING\n");
+	envelope_init(&env, "s@x.test", "a@x.test", NULL, NULL);
+	msg = message("x\r\n");
+	rc = smtp_send(f.s, &env, msg, 3, rr, &res, &st);
+	ok(rc == EX_TEMPFAIL && res.after_dot && !smtp_usable(f.s),
+	    "lost after BDAT LAST: temporary, after_dot, unusable (%s)", st.text);
+	fclose(msg);
+	envelope_free(&env);
+	fake_close(&f);
+
+	/* dropped before the LAST chunk: not after_dot */
+	fake_open(&f, "250 ok\r\n250 ok\r\n");
+	shutdown(f.relay, SHUT_WR);
+	caps_parse(&f.s->caps, "relay.test\nPIPELINING\nCHUNKING\n");
+	f.s->chunk_size = 1;
+	envelope_init(&env, "s@x.test", "a@x.test", NULL, NULL);
+	msg = message("xyz\r\n");
+	rc = smtp_send(f.s, &env, msg, 5, rr, &res, &st);
+	ok(rc == EX_TEMPFAIL && !res.after_dot && !smtp_usable(f.s),
+	    "lost before BDAT LAST: temporary, not after_dot (%s)", st.text);
+	fclose(msg);
+	envelope_free(&env);
+	fake_close(&f);
+
+	/* CHUNKING without PIPELINING: every command waits for its reply */
+	fake_open(&f, "250 ok\r\n250 ok\r\n451 4.3.0 chunk refused\r\n250 2.0.0 reset\r\n");
+	caps_parse(&f.s->caps, "relay.test\nCHUNKING\n");
+	f.s->chunk_size = 4;
+	envelope_init(&env, "s@x.test", "a@x.test", NULL, NULL);
+	msg = message("0123456789\r\n");
+	rc = smtp_send(f.s, &env, msg, 12, rr, &res, &st);
+	wire = fake_wire(&f);
+	ok(rc == EX_TEMPFAIL, "stepwise BDAT: 451 to the first chunk (%s)", st.text);
+	is_str(wire, "MAIL FROM:<s@x.test>\r\nRCPT TO:<a@x.test>\r\nBDAT 4\r\n0123RSET\r\n",
+	    "no chunk before the previous one's reply");
+	free(wire);
+	fclose(msg);
+	envelope_free(&env);
+	fake_close(&f);
+
+	fake_open(&f, "250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n250 2.0.0 OK\r\n");
+	caps_parse(&f.s->caps, "relay.test\nCHUNKING\n");
+	f.s->chunk_size = 4;
+	envelope_init(&env, "s@x.test", "a@x.test", NULL, NULL);
+	msg = message("0123456789\r\n");
+	rc = smtp_send(f.s, &env, msg, 12, rr, &res, &st);
+	wire = fake_wire(&f);
+	ok(rc == EX_OK && res.reply_code == 250, "stepwise BDAT accepted (%s)", st.text);
+	is_str(wire, "MAIL FROM:<s@x.test>\r\nRCPT TO:<a@x.test>\r\nBDAT 4\r\n0123BDAT 4\r\n"
+	    "4567BDAT 4 LAST\r\n89\r\n", "three chunks");
+	free(wire);
+	fclose(msg);
+	envelope_free(&env);
+	fake_close(&f);
+
+	/* every recipient refused without PIPELINING: no chunk at all */
+	fake_open(&f, "250 ok\r\n550 5.1.1 no\r\n250 reset\r\n");
+	caps_parse(&f.s->caps, "relay.test\nCHUNKING\n");
+	envelope_init(&env, "s@x.test", "a@x.test", NULL, NULL);
+	msg = message("x\r\n");
+	rc = smtp_send(f.s, &env, msg, 3, rr, &res, &st);
+	wire = fake_wire(&f);
+	ok(rc == EX_NOUSER && strstr(wire, "BDAT") == NULL && strstr(wire, "RSET\r\n") != NULL,
+	    "stepwise: every recipient refused, no BDAT, RSET");
+	free(wire);
+	fclose(msg);
+	envelope_free(&env);
+	fake_close(&f);
+
+	/* without CHUNKING it is DATA */
+	fake_open(&f, "250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 OK\r\n");
+	caps_parse(&f.s->caps, "relay.test\nPIPELINING\nBINARYMIME\n");
+	envelope_init(&env, "s@x.test", "a@x.test", NULL, NULL);
+	msg = message(".x\r\n");
+	rc = smtp_send(f.s, &env, msg, 4, rr, &res, &st);
+	wire = fake_wire(&f);
+	ok(rc == EX_OK && strstr(wire, "DATA\r\n..x\r\n.\r\n") != NULL &&
+	    strstr(wire, "BDAT") == NULL, "no CHUNKING offered: DATA, dot-stuffed");
+	free(wire);
+	fclose(msg);
+	envelope_free(&env);
+	fake_close(&f);
+}
+
 int
 main(void)
 {
@@ -825,5 +1282,8 @@ main(void)
 	test_send_pipelined();
 	test_send_stepwise();
 	test_send_refusals();
+	test_quit();
+	test_chunker();
+	test_send_bdat();
 	return tap_done();
 }
