@@ -767,12 +767,14 @@ config_load(const char *path, struct config *cfg, struct status *st)
 	cfg->path = xstrdup(path);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
 		err = errno;
-		return status_set(st, EX_CONFIG, "cannot open %s: %s", path, strerror(err));
+		rc = status_set(st, EX_CONFIG, "cannot open %s: %s", path, strerror(err));
+		goto out;
 	}
 	if (fstat(fd, &sb) == -1) {
 		err = errno;
 		close(fd);
-		return status_set(st, EX_CONFIG, "cannot read %s: %s", path, strerror(err));
+		rc = status_set(st, EX_CONFIG, "cannot read %s: %s", path, strerror(err));
+		goto out;
 	}
 	rc = read_text(fd, path, sb.st_size, &ct, st);
 	close(fd);
@@ -792,6 +794,8 @@ config_load(const char *path, struct config *cfg, struct status *st)
 out:
 	confuse_free(c);
 	conftext_free(&ct);
+	if (rc != EX_OK)
+		config_free(cfg);
 	return rc;
 }
 
