@@ -1,6 +1,4 @@
 /* aliases.c: sendmail's /etc/aliases, read into a sorted table */
-#define _POSIX_C_SOURCE 200809L	/* getline: src/config.h shadows the autoconf one */
-#include "config.h"
 
 #include <ctype.h>
 #include <errno.h>

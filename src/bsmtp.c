@@ -1,2 +1,1 @@
 /* bsmtp.c */
-#include "config.h"

@@ -13,9 +13,6 @@
  * must name the right line. The same pass notes on which line each key is
  * assigned, for the checks made after parsing.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1	/* explicit_bzero, getaddrinfo: src/config.h shadows the autoconf one */
-#endif
 #include "config.h"
 
 #include <sys/stat.h>

@@ -5,9 +5,6 @@
  * still reach someone. Every line is one line: control characters in the
  * text (an address, a relay's reply) are blanked before it is written.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1	/* localtime_r, O_CLOEXEC: src/config.h shadows the autoconf one */
-#endif
 #include "config.h"
 
 #include <errno.h>

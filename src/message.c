@@ -1,6 +1,4 @@
 /* message.c: stdin to header fields in memory and a CRLF body in a temporary file */
-#define _POSIX_C_SOURCE 200809L	/* mkstemp, fdopen: src/config.h shadows the autoconf one */
-#include "config.h"
 
 #include <errno.h>
 #include <stdlib.h>

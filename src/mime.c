@@ -1,6 +1,4 @@
 /* mime.c: RFC 2047 encoded words, quoted-printable, the 8-bit downgrade */
-#define _POSIX_C_SOURCE 200809L	/* fseeko, ftello: src/config.h shadows the autoconf one */
-#include "config.h"
 
 #include <errno.h>
 #include <stdlib.h>

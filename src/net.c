@@ -1,5 +1,4 @@
 /* net.c: name resolution, connecting with a timeout, reads and writes with deadlines */
-#include "config.h"
 
 #include <sys/types.h>
 #include <sys/socket.h>

@@ -1,5 +1,4 @@
 /* policy.c: recipients, the envelope sender and the header rewrites ACS needs (SPEC §4-§5) */
-#define _POSIX_C_SOURCE 200809L	/* localtime_r: src/config.h shadows the autoconf one */
 #include "config.h"
 
 #include <fcntl.h>

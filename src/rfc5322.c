@@ -1,5 +1,4 @@
 /* rfc5322.c: address lists (RFC 5322 3.4 with the obsolete forms of 4.4) */
-#include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>

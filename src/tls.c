@@ -1,5 +1,4 @@
 /* tls.c: GnuTLS client sessions: verified chain, host name, TLS 1.2 or newer */
-#include "config.h"
 
 #include <sys/types.h>
 #include <sys/socket.h>

@@ -1,6 +1,4 @@
 /* test_aliases.c: the /etc/aliases reader and recursive expansion */
-#define _POSIX_C_SOURCE 200809L
-#include "config.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,4 @@
 /* test_message.c: reading stdin into header fields and a CRLF body */
-#define _POSIX_C_SOURCE 200809L
-#include "config.h"
 
 #include <stdlib.h>
 #include <string.h>

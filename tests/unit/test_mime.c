@@ -1,6 +1,4 @@
 /* test_mime.c: encoded words, quoted-printable, the 8-bit downgrade */
-#define _POSIX_C_SOURCE 200809L	/* pipe, fdopen */
-#include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,4 @@
 /* test_policy.c: recipients, envelope sender and header rewrites, case by case */
-#define _POSIX_C_SOURCE 200809L
 #include "config.h"
 
 #include <stdlib.h>

@@ -1,5 +1,4 @@
 /* test_rfc5322.c: address lists parsed, formatted and parsed again */
-#include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
