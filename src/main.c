@@ -531,12 +531,17 @@ main(int argc, char **argv)
 		rc = cmd_queue_run(&o, &cfg);
 		break;
 	case MODE_REQUEUE:
-		rc = queue_requeue(&cfg, o.target_id, &st);
-		if (rc != EX_OK)
-			report(&st);
-		break;
 	case MODE_DELETE:
-		rc = queue_delete(&cfg, o.target_id, &st);
+		/* through the setgid bit anyone can reach the queue: only root
+		 * (or the queue's owner, when acsmail runs without it) edits it */
+		if (privileged() && getuid() != 0) {
+			fprintf(stderr, "acsmail: --%s: only root may change the queue\n",
+			    o.mode == MODE_DELETE ? "delete" : "requeue");
+			rc = EX_NOPERM;
+			break;
+		}
+		rc = o.mode == MODE_DELETE ? queue_delete(&cfg, o.target_id, &st) :
+		    queue_requeue(&cfg, o.target_id, &st);
 		if (rc != EX_OK)
 			report(&st);
 		break;
