@@ -168,18 +168,6 @@ log_line(int prio, const char *fmt, ...)
 	emit(prio, true, text);
 }
 
-/* the reply in double quotes, with its own quotes and backslashes escaped */
-static void
-add_quoted(struct buf *b, const char *s)
-{
-	buf_addc(b, '"');
-	for (; *s != '\0'; s++) {
-		if (*s == '"' || *s == '\\')
-			buf_addc(b, '\\');
-		buf_addc(b, *s);
-	}
-	buf_addc(b, '"');
-}
 
 void
 log_outcome(const char *qid, const char *sender, size_t nrcpt, off_t size,
@@ -203,7 +191,7 @@ log_outcome(const char *qid, const char *sender, size_t nrcpt, off_t size,
 	    nrcpt, (long long)size, status);
 	if (reply != NULL) {
 		buf_adds(&b, " reply=");
-		add_quoted(&b, reply);
+		buf_add_quoted(&b, reply);
 	}
 	buf_printf(&b, " delay=%.2fs", elapsed);
 	emit(prio, false, b.s);

@@ -1374,18 +1374,27 @@ requeue_queued(struct spool *sp, const char *id, struct status *st)
 	return rc;
 }
 
+/* The spool, for --requeue and --delete of the message id. */
+static int
+spool_open_for(const struct config *cfg, const char *id, struct spool *sp, struct status *st)
+{
+	int rc;
+
+	if (!id_valid(id))
+		return status_set(st, EX_USAGE, "\"%.40s\" is not a queue id (letters and digits)", id);
+	rc = spool_open(cfg, false, sp, st);
+	if (rc == EX_NOINPUT)
+		return status_set(st, EX_NOUSER, "no message %s: the queue is empty", id);
+	return rc;
+}
+
 int
 queue_requeue(const struct config *cfg, const char *id, struct status *st)
 {
 	struct spool sp;
 	int fd, rc;
 
-	if (!id_valid(id))
-		return status_set(st, EX_USAGE, "\"%.40s\" is not a queue id (letters and digits)", id);
-	rc = spool_open(cfg, false, &sp, st);
-	if (rc == EX_NOINPUT)
-		return status_set(st, EX_NOUSER, "no message %s: the queue is empty", id);
-	if (rc != EX_OK)
+	if ((rc = spool_open_for(cfg, id, &sp, st)) != EX_OK)
 		return rc;
 	if (sp.dir[AREA_TMP] < 0 || sp.dir[AREA_QUEUE] < 0) {
 		spool_close(&sp);
@@ -1412,12 +1421,7 @@ queue_delete(const struct config *cfg, const char *id, struct status *st)
 	size_t i, found = 0;
 	int fd, rc = EX_OK;
 
-	if (!id_valid(id))
-		return status_set(st, EX_USAGE, "\"%.40s\" is not a queue id (letters and digits)", id);
-	rc = spool_open(cfg, false, &sp, st);
-	if (rc == EX_NOINPUT)
-		return status_set(st, EX_NOUSER, "no message %s: the queue is empty", id);
-	if (rc != EX_OK)
+	if ((rc = spool_open_for(cfg, id, &sp, st)) != EX_OK)
 		return rc;
 	for (i = 0; i < sizeof(areas) / sizeof(areas[0]) && rc == EX_OK; i++) {
 		rc = entry_lock(&sp, areas[i], id, false, &fd, st);

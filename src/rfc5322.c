@@ -521,17 +521,6 @@ is_dot_atom(const char *s)
 	return true;
 }
 
-static void
-add_quoted(struct buf *b, const char *s)
-{
-	buf_addc(b, '"');
-	for (; *s != '\0'; s++) {
-		if (*s == '"' || *s == '\\')
-			buf_addc(b, '\\');
-		buf_addc(b, *s);
-	}
-	buf_addc(b, '"');
-}
 
 char *
 address_spec(const char *local, const char *domain)
@@ -543,7 +532,7 @@ address_spec(const char *local, const char *domain)
 	if (is_dot_atom(local))
 		buf_adds(&b, local);
 	else
-		add_quoted(&b, local);
+		buf_add_quoted(&b, local);
 	if (domain != NULL) {
 		buf_addc(&b, '@');
 		buf_adds(&b, domain);
@@ -635,7 +624,7 @@ fold_phrase(struct folder *f, const char *name)
 	} else if (is_plain_phrase(clean))
 		fold_add(f, clean);
 	else {
-		add_quoted(&q, clean);
+		buf_add_quoted(&q, clean);
 		fold_add(f, q.s);
 		buf_free(&q);
 	}

@@ -134,6 +134,18 @@ buf_printf(struct buf *b, const char *fmt, ...)
 }
 
 void
+buf_add_quoted(struct buf *b, const char *s)
+{
+	buf_addc(b, '"');
+	for (; *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			buf_addc(b, '\\');
+		buf_addc(b, *s);
+	}
+	buf_addc(b, '"');
+}
+
+void
 buf_reset(struct buf *b)
 {
 	b->len = 0;

@@ -23,6 +23,8 @@ void buf_add(struct buf *b, const void *p, size_t n);
 void buf_adds(struct buf *b, const char *s);
 void buf_addc(struct buf *b, char c);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* s in double quotes, its own quotes and backslashes escaped (RFC 5322 quoted-string) */
+void buf_add_quoted(struct buf *b, const char *s);
 void buf_reset(struct buf *b);
 char *buf_steal(struct buf *b);	/* returns the string ("" when empty), leaves b empty */
 void buf_free(struct buf *b);

@@ -14,7 +14,10 @@ out (see DEFAULTS below):
 
     username, password        the credentials AUTH accepts (compared byte for byte)
     allowed_senders           MAIL FROM addresses accepted (case-insensitive)
-    extensions                {"SIZE": true, "PIPELINING": true, ...} each on/off
+    extensions                {"SIZE": true, "PIPELINING": true, ...} each on/off;
+                              all on by default: SIZE PIPELINING DSN
+                              ENHANCEDSTATUSCODES STARTTLS 8BITMIME BINARYMIME
+                              CHUNKING SMTPUTF8 (BINARYMIME only with CHUNKING)
     auth_mechanisms           advertised after STARTTLS, default ["LOGIN"]
     max_size, max_recipients  10485760, 50
     faults:
@@ -24,20 +27,35 @@ out (see DEFAULTS below):
       expired_cert            serve an expired certificate of the right CA
       greeting_421            421 instead of the greeting, then close
       throttle                "mail" or "rcpt" (true = "mail"): 450 4.5.127
-      data_451                451 after the DATA content
+      data_451                451 after the DATA content (BDAT: to the LAST chunk)
       drop_in_data            close the connection after the first line of DATA content
+                              (BDAT: after the first line of the first chunk's octets)
       stall                   "greeting", "ehlo", "starttls", "auth", "mail", "rcpt",
                               "data", "dot" or "quit": never answer at that step
+                              (BDAT: "data" the first chunk, "dot" the LAST one,
+                              each once its octets are read)
       refuse_rcpt             list of addresses refused with 550 5.1.1
       rate_limit              {"count": N, "window": seconds}: accepted messages
                               beyond N within the window get 450 4.5.127 at MAIL
       sender_reply            the reply for a refused MAIL FROM
 
+BDAT (RFC 3030 CHUNKING): "BDAT <size> [LAST]" is followed by exactly size
+octets, read raw and answered "250 2.0.0 <size> octets received"; the LAST
+chunk gets the same reply and recording as the end of DATA. The octets are
+read before any refusal (503 without MAIL or RCPT, 552 over max_size), so
+the session stays in step. DATA after BDAT, or after BODY=BINARYMIME, in
+the same transaction gets 503.
+
 For each accepted message DIR holds msg-NNNN.json (envelope, auth, TLS,
-line-end facts), msg-NNNN.eml (the content after dot-unstuffing, line ends
-exactly as received) and msg-NNNN.raw (the DATA bytes as they came on the
-wire, dot-stuffed, without the final ".CRLF"). DIR/events.jsonl logs every
-connection, command (with "tls" and "pipelined"), reply and AUTH attempt.
+line-end facts, "transfer": "DATA" or "BDAT", "chunks": the number of BDAT
+chunks, "chunk_sizes"), msg-NNNN.eml (the content after dot-unstuffing,
+line ends exactly as received; BDAT: the octets as received) and
+msg-NNNN.raw (the DATA bytes as they came on the wire, dot-stuffed, without
+the final ".CRLF"; BDAT: the chunks' octets, the same as .eml).
+DIR/events.jsonl logs every connection, command (with "tls" and
+"pipelined": sent before the reply to the previous command; BDAT also with
+"size", "last" and "buffered": its octets already received when the
+command was read), reply and AUTH attempt.
 """
 
 import argparse
@@ -59,7 +77,7 @@ import uuid
 from aiosmtpd.smtp import SMTP, Envelope, MISSING
 
 EXTENSIONS = ["SIZE", "PIPELINING", "DSN", "ENHANCEDSTATUSCODES", "STARTTLS",
-              "8BITMIME", "SMTPUTF8"]
+              "8BITMIME", "BINARYMIME", "CHUNKING", "SMTPUTF8"]
 
 DEFAULTS = {
     "username": "acs-relay-app",
@@ -144,6 +162,18 @@ class RelayEnvelope(Envelope):
         self.mail_given = False
         self.rcpt_params = []
         self.pipelined = False
+        self.binarymime = False
+        self.chunks = []            # sizes of the BDAT chunks taken
+        self.bdat_data = bytearray()
+
+
+BDAT_ARG = re.compile(r"(\d{1,18})(?: +(LAST))?", re.I)
+
+
+def bdat_arg(arg):
+    """'123 LAST' -> (123, True), or None on bad syntax"""
+    m = BDAT_ARG.fullmatch((arg or "").strip())
+    return (int(m.group(1)), m.group(2) is not None) if m else None
 
 
 def decode_arg(b):
@@ -240,8 +270,13 @@ class Relay(SMTP):
             pipelined = (self.prev_dispatch_replies is not None
                          and arrived <= self.prev_dispatch_replies)
             self.prev_dispatch_replies = self.replies_sent
+            extra = {}
+            if name == "BDAT" and bdat_arg(arg):
+                size, last = bdat_arg(arg)
+                extra = {"size": size, "last": last,
+                         "buffered": min(size, len(self._reader._buffer))}
             self.event("cmd", cmd=name, arg=arg, tls=self.tls_active,
-                       pipelined=pipelined)
+                       pipelined=pipelined, **extra)
             if pipelined and self.envelope is not None:
                 self.envelope.pipelined = True
             if self.faults.get("stall") == name.lower() or (
@@ -276,13 +311,20 @@ class Relay(SMTP):
         if self.unread_logged or self.in_data:
             return
         self.unread_logged = True
-        for line in bytes(self._reader._buffer).split(b"\n"):
-            line = line.rstrip(b"\r")
+        buf = bytes(self._reader._buffer)
+        i = 0
+        while i < len(buf):
+            j = buf.find(b"\n", i)
+            j = len(buf) if j < 0 else j
+            line = buf[i:j].rstrip(b"\r")
+            i = j + 1
             if not line:
                 continue
             verb, _, arg = decode_arg(line).partition(" ")
             self.event("cmd", cmd=verb.upper(), arg=arg.strip() or None,
                        tls=self.tls_active, pipelined=False, unanswered=True)
+            if verb.upper() == "BDAT" and bdat_arg(arg):
+                i += bdat_arg(arg)[0]       # its octets are no command
 
     def eof_received(self):
         self._log_unread()
@@ -354,9 +396,14 @@ class Relay(SMTP):
             lines.append("STARTTLS")
         if self.tls_active and self.ctl["auth_mechanisms"]:
             lines.append("AUTH " + " ".join(self.ctl["auth_mechanisms"]))
-        for k in ("8BITMIME", "SMTPUTF8"):
-            if e.get(k):
-                lines.append(k)
+        if e.get("8BITMIME"):
+            lines.append("8BITMIME")
+        if e.get("BINARYMIME") and e.get("CHUNKING"):
+            lines.append("BINARYMIME")
+        if e.get("CHUNKING"):
+            lines.append("CHUNKING")
+        if e.get("SMTPUTF8"):
+            lines.append("SMTPUTF8")
         for i, text in enumerate(lines):
             await self.push(("250 " if i == len(lines) - 1 else "250-") + text)
 
@@ -455,6 +502,12 @@ class Relay(SMTP):
         addr, params = parsed
         e = self.ext
         smtputf8 = False
+        binarymime = False
+        bodies = ["7BIT"]
+        if e.get("8BITMIME"):
+            bodies.append("8BITMIME")
+        if e.get("BINARYMIME") and e.get("CHUNKING"):
+            bodies.append("BINARYMIME")
         if self.duplicate(params):
             await self.push("501 5.5.4 Duplicate parameter")
             return
@@ -468,10 +521,11 @@ class Relay(SMTP):
                 if int(v) > self.ctl["max_size"]:
                     await self.push("552 5.3.4 Message size exceeds fixed maximum message size")
                     return
-            elif k == "BODY" and e.get("8BITMIME"):
-                if v.upper() not in ("7BIT", "8BITMIME"):
+            elif k == "BODY" and len(bodies) > 1:
+                if v.upper() not in bodies:
                     await self.push("501 5.5.4 Invalid BODY parameter")
                     return
+                binarymime = v.upper() == "BINARYMIME"
             elif k == "SMTPUTF8" and e.get("SMTPUTF8") and not v:
                 smtputf8 = True
             elif k in ("RET", "ENVID") and e.get("DSN"):
@@ -497,6 +551,7 @@ class Relay(SMTP):
         self.envelope.mail_from = addr
         self.envelope.mail_options = params
         self.envelope.smtp_utf8 = smtputf8
+        self.envelope.binarymime = binarymime
         await self.push("250 2.1.0 Sender OK")
 
     async def smtp_RCPT(self, arg):
@@ -546,9 +601,6 @@ class Relay(SMTP):
         self.envelope.rcpt_params.append(params)
         await self.push("250 2.1.5 Recipient OK")
 
-    async def smtp_BDAT(self, arg):
-        await self.push("500 5.3.3 Unrecognized command 'BDAT'")
-
     async def smtp_DATA(self, arg):
         if not await self.need():
             return
@@ -561,6 +613,12 @@ class Relay(SMTP):
             return
         if arg:
             await self.push("501 5.5.4 Syntax: DATA")
+            return
+        if env.chunks:
+            await self.push("503 5.5.1 DATA not allowed after BDAT")
+            return
+        if env.binarymime:
+            await self.push("503 5.5.1 BODY=BINARYMIME requires BDAT")
             return
         await self.push("354 Start mail input; end with <CRLF>.<CRLF>")
         self.in_data = True
@@ -606,14 +664,111 @@ class Relay(SMTP):
             await self.push("552 5.3.4 Message size exceeds fixed maximum message size")
             self._set_post_data_state()
             return
+        await self._finish(env, content, bytes(raw), "DATA")
+
+    # BDAT (RFC 3030) --------------------------------------------------------
+
+    async def _read_octets(self, n, keep=True):
+        """The n octets after a BDAT line, in pieces (a chunk may be larger
+        than the reader's buffer); None when the client went away."""
+        parts = []
+        got = 0
+        self.in_data = True
+        try:
+            while got < n:
+                piece = await self._reader.readexactly(min(n - got, 1 << 20))
+                got += len(piece)
+                if keep:
+                    parts.append(piece)
+        except asyncio.IncompleteReadError as e:
+            self.unread_logged = True
+            self.event("data-aborted", received=got + len(e.partial), expected=n)
+            self.transport.close()
+            return None
+        except asyncio.CancelledError:
+            self.unread_logged = True
+            self.event("data-aborted", received=got, expected=n)
+            raise
+        finally:
+            self.in_data = False
+        return b"".join(parts)
+
+    async def _drop_in_chunk(self, size):
+        """drop_in_data: take the chunk's first line (or part of it), then
+        close the connection."""
+        self.unread_logged = True
+        self.in_data = True
+        got = bytearray()
+        try:
+            while len(got) < min(size, 4096):
+                got += await self._reader.readexactly(1)
+                if got.endswith(b"\n"):
+                    break
+        except asyncio.IncompleteReadError:
+            pass
+        self.event("drop", received=len(got))
+        self.transport.abort()
+
+    async def _stall(self, step):
+        self.event("stall", step=step)
+        await asyncio.Event().wait()
+
+    async def smtp_BDAT(self, arg):
+        if not self.ext.get("CHUNKING"):
+            await self.push("500 5.3.3 Unrecognized command 'BDAT'")
+            return
+        parsed = bdat_arg(arg)
+        if parsed is None:
+            # the chunk's end is unknown: what follows is read as commands
+            await self.push("501 5.5.4 Syntax: BDAT <size> [LAST]")
+            return
+        size, last = parsed
+        env = self.envelope
+        valid = (self.session.host_name and self.session.authenticated
+                 and env.mail_given and env.rcpt_tos)
+        if valid and not env.chunks and self.faults.get("drop_in_data"):
+            await self._drop_in_chunk(size)
+            return
+        limit = int(self.ctl["max_size"])
+        too_big = valid and len(env.bdat_data) + size > limit
+        data = await self._read_octets(size, keep=valid and not too_big)
+        if data is None:
+            return
+        # refusals only now: the octets are consumed whatever the answer
+        if not await self.need():
+            return
+        if not env.mail_given:
+            await self.push("503 5.5.1 Need mail command")
+            return
+        if not env.rcpt_tos:
+            await self.push("503 5.5.1 Need rcpt command")
+            return
+        env.chunks.append(size)
+        if too_big:
+            self.event("data-refused", reason="size", chunks=len(env.chunks))
+            await self.push("552 5.3.4 Message size exceeds fixed maximum message size")
+            self._set_post_data_state()
+            return
+        env.bdat_data += data
+        if len(env.chunks) == 1 and self.faults.get("stall") == "data":
+            await self._stall("data")
+        if not last:
+            await self.push("250 2.0.0 %d octets received" % size)
+            return
+        content = bytes(env.bdat_data)
+        await self._finish(env, content, content, "BDAT")
+
+    # the end of a message, DATA or BDAT LAST ---------------------------------
+
+    async def _finish(self, env, content, raw, transfer):
         if self.faults.get("stall") == "dot":
-            self.event("stall", step="dot")
-            await asyncio.Event().wait()
+            await self._stall("dot")
         if self.faults.get("data_451"):
             self.event("data-refused", reason="data_451")
             await self.push("451 4.3.0 Temporary server error. Please try again later")
             self._set_post_data_state()
             return
+        lines = raw.split(b"\r\n")
         body_lines = content.split(b"\r\n")
         n = next(self.state.msg_ids)
         qid = "<%s@relay.example>" % uuid.uuid4().hex.upper()
@@ -631,6 +786,9 @@ class Relay(SMTP):
             "auth_mechanism": getattr(self.session, "auth_mechanism", None),
             "tls": self.tls_active,
             "tls_version": ssl_obj.version() if ssl_obj else None,
+            "transfer": transfer,
+            "chunks": len(env.chunks),
+            "chunk_sizes": list(env.chunks),
             "size": len(content),
             "raw_size": len(raw),
             "bare_lf": any(b"\n" in x for x in lines),
@@ -642,9 +800,10 @@ class Relay(SMTP):
             "queue_id": qid,
             "reply": reply,
         }
-        mid = self.state.store(n, record, content, bytes(raw))
+        mid = self.state.store(n, record, content, raw)
         self.state.accepted.append(time.time())
-        self.event("message", id=mid, mail_from=env.mail_from, rcpt_tos=env.rcpt_tos)
+        self.event("message", id=mid, mail_from=env.mail_from, rcpt_tos=env.rcpt_tos,
+                   transfer=transfer)
         self._set_post_data_state()
         await self.push(reply)
 
