@@ -267,6 +267,9 @@ keep_outcome(const struct options *o, const struct config *cfg, const char *qid,
 			continue;
 		if (*why == '\0')
 			why = out[i].reply;
+		/* a recipient refused on its own; a whole failed transaction is told once */
+		if (strcmp(out[i].reply, st->text) == 0)
+			continue;
 		fprintf(stderr, "acsmail: %s: %s\n", env->rcpts.v[i], out[i].reply);
 		log_line(LOG_ERR, "id=%s to=<%s> refused: %s", qid, env->rcpts.v[i], out[i].reply);
 	}

@@ -538,6 +538,22 @@ def _(t):
     t.match(r"(?s)Failed:.*bad@example\.com", mailq(t), "mailq shows it")
 
 
+@test("the relay refuses the sender: exit 69 told once, not pinned on the recipients; kept")
+def _(t):
+    t.relay.control(allowed_senders=["someone-else@mail.example.com"])
+    s = tag("sender")
+    before = ids(t, "failed")
+    r = send(t, [], s, "one@example.com, two@example.com", code=harness.EX_UNAVAILABLE)
+    t.eq(t.messages(), [], "nothing accepted")
+    t.match(r"sender refused", r.stderr, "the sender is named as the cause")
+    t.notin("one@example.com: ", r.stderr, "the sender's refusal is not told as the recipient's")
+    t.notin("two@example.com: ", r.stderr, "nor the other's")
+    new = [x for x in ids(t, "failed") if x not in before]
+    t.require(len(new) == 1, "the message is kept in the failed area")
+    t.eq(sorted(entry(t, new[0], "failed").addrs()), ["one@example.com", "two@example.com"],
+         "for both recipients")
+
+
 @test("the runner: a 5xx for one queued recipient moves it to failed/, the rest is sent")
 def _(t):
     s = tag("mixedq")
