@@ -764,7 +764,9 @@ config_load(const char *path, struct config *cfg, struct status *st)
 	cfg->path = xstrdup(path);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
 		err = errno;
-		rc = status_set(st, EX_CONFIG, "cannot open %s: %s", path, strerror(err));
+		rc = status_set(st, EX_CONFIG, "cannot open %s: %s%s", path, strerror(err),
+		    err == EACCES ? " (it is root:acsmail 0640: run acsmail as installed, "
+		    "setgid acsmail, or as root)" : "");
 		goto out;
 	}
 	if (fstat(fd, &sb) == -1) {
