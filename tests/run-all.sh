@@ -27,8 +27,18 @@ rm -rf "$build" && mkdir -p "$build"
 (cd "$build" && step "$top/configure" -q --enable-sanitizers && step make -j2) &&
 	(cd "$build" && make -j2 -k check >/dev/null 2>&1)
 
+# the same program without sanitizers, under valgrind, for the delivery paths
+plain="$top/build/plain"
+valgrind_tests="tests/integration/test_delivery.py tests/integration/test_message.py
+	tests/integration/test_policy.py"
+rm -rf "$plain" && mkdir -p "$plain"
+(cd "$plain" && step "$top/configure" -q && step make -j2) &&
+	(cd "$plain" && make -j2 -k check TESTS="$(echo $valgrind_tests)" \
+		ACSMAIL_TEST_BIN="$top/tests/valgrind-acsmail" \
+		ACSMAIL_REAL_BIN="$plain/src/acsmail" >/dev/null 2>&1)
+
 passed=0 failed=0
-for trs in $(find "$build/tests" -name '*.trs' 2>/dev/null | sort); do
+for trs in $(find "$build/tests" "$plain/tests" -name '*.trs' 2>/dev/null | sort); do
 	p=$(grep -c '^:test-result: \(PASS\|XFAIL\)' "$trs")
 	f=$(grep -c '^:test-result: \(FAIL\|XPASS\|ERROR\)' "$trs")
 	passed=$((passed + p))
