@@ -314,6 +314,10 @@ parse_q(struct options *o, struct argv_cursor *c, const char *p, struct status *
 		if (str_has_ctl(v))
 			return status_set(st, EX_USAGE,
 			    "option -q%c: the value holds control characters", p[1]);
+		if (p[1] == 'I' && v[strspn(v, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		    "abcdefghijklmnopqrstuvwxyz")] != '\0')
+			return status_set(st, EX_USAGE, "option -qI: \"%s\" is not a queue id "
+			    "(letters and digits)", printable(v, shown, sizeof(shown)));
 		replace(slot, v);
 		o->queue_flush = true;
 		return EX_OK;
@@ -436,8 +440,10 @@ cli_parse(int argc, char **argv, struct options *o, struct status *st)
 			break;
 		}
 		rc = w[1] == '-' ? parse_long(o, &c, st) : parse_cluster(o, &c, st);
-		if (rc != EX_OK)
+		if (rc != EX_OK) {
+			cli_free(o);
 			return rc;
+		}
 	}
 	for (; c.i < argc; c.i++)
 		strlist_add(&o->recipients, argv[c.i]);

@@ -15,6 +15,7 @@ mark(struct rcpt_outcome *out, size_t n, enum rcpt_state state, const char *repl
 
 	for (i = 0; i < n; i++) {
 		out[i].state = state;
+		out[i].own = false;
 		str_copy(out[i].reply, sizeof(out[i].reply), reply);
 	}
 }
@@ -98,15 +99,13 @@ deliver_chunk(struct deliver_ctx *ctx, const struct envelope *env, size_t first,
 	rc = smtp_send(ctx->session, &chunk, msg, size, rr, &res, st);
 	for (i = 0; i < n; i++) {
 		out[i].state = rcpt_state_of(rc, rr[i].reply_code);
-		if (rc != EX_OK && rc != EX_NOUSER)
-			/* the transaction failed as a whole (the sender refused,
-			 * DATA refused, a 4xx, the connection lost): that is the
-			 * reason for every recipient, not what RCPT got after it */
-			str_copy(out[i].reply, sizeof(out[i].reply), st->text);
-		else
-			str_copy(out[i].reply, sizeof(out[i].reply),
-			    rr[i].reply[0] != '\0' && rr[i].reply_code >= 400 ? rr[i].reply :
-			    res.reply);
+		/* when the transaction failed as a whole (the sender refused,
+		 * DATA refused, a 4xx, the connection lost), that is the reason
+		 * for every recipient, not what its RCPT got after it */
+		out[i].own = (rc == EX_OK || rc == EX_NOUSER) && rr[i].reply_code >= 400 &&
+		    rr[i].reply[0] != '\0';
+		str_copy(out[i].reply, sizeof(out[i].reply), out[i].own ? rr[i].reply :
+		    res.reply[0] != '\0' ? res.reply : st->text);
 	}
 	str_copy(reply, replysz, res.reply[0] != '\0' ? res.reply : st->text);
 	if (is_throttle(res.reply) || is_throttle(st->text))

@@ -14,6 +14,7 @@ enum rcpt_state { RCPT_PENDING, RCPT_SENT, RCPT_DEFERRED, RCPT_FAILED };
 struct rcpt_outcome {
 	enum rcpt_state state;
 	char reply[256];	/* the relay's reply for this recipient, or why it was not tried */
+	bool own;		/* reply is this recipient's own (to its RCPT), not the transaction's */
 };
 
 /* Shared by the messages of one run: the session is opened on first use and

@@ -152,6 +152,12 @@ reencode_long_lines(const char *dir, FILE *msg, off_t *size, struct status *st)
 	return f;
 }
 
+static bool
+rewind_ok(FILE *f)
+{
+	return fseeko(f, 0, SEEK_SET) == 0;
+}
+
 /* A message that cannot be delivered is kept with the reason: nothing a
  * caller handed over is lost (SPEC §3). Returns the code to exit with. */
 static int
@@ -162,11 +168,13 @@ keep_failed(const struct config *cfg, const char *qid, const struct envelope *en
 	struct status st;
 
 	status_clear(&st);
-	if (env == NULL || env->sender == NULL) {
-		none.sender = cfg->from;
+	none.sender = cfg->from;
+	if (env == NULL || env->sender == NULL)
 		env = &none;
-	}
-	if (queue_store_failed(cfg, qid, env, msg, size, why->text, &st) == EX_OK) {
+	/* as in spool(): recipients the spool cannot hold do not cost the message */
+	if (queue_store_failed(cfg, qid, env, msg, size, why->text, &st) == EX_OK ||
+	    (env != &none && rewind_ok(msg) &&
+	    queue_store_failed(cfg, qid, &none, msg, size, why->text, &st) == EX_OK)) {
 		fprintf(stderr, "acsmail: %s (kept as %s in the failed area)\n", why->text, qid);
 		log_line(LOG_ERR, "id=%s kept in the failed area: %s", qid, why->text);
 	} else {
@@ -209,9 +217,17 @@ spool(const struct config *cfg, const char *qid, const struct envelope *env,
 		strlist_free(&part.rcpts);
 		return EX_OK;
 	}
-	rc = keep == RCPT_FAILED ?
-	    queue_store_failed(cfg, qid, &part, msg, size, reason, st) :
-	    queue_store_deferred(cfg, qid, &part, msg, size, reason, st);
+	if (keep == RCPT_FAILED) {
+		rc = queue_store_failed(cfg, qid, &part, msg, size, reason, st);
+		/* recipients the spool cannot hold (often why they failed) must
+		 * not cost the message: then it is kept without them */
+		if (rc != EX_OK && rewind_ok(msg)) {
+			strlist_free(&part.rcpts);
+			rc = queue_store_failed(cfg, qid, &part, msg, size, reason, st);
+		}
+	} else {
+		rc = queue_store_deferred(cfg, qid, &part, msg, size, reason, st);
+	}
 	strlist_free(&part.rcpts);
 	return rc;
 }
@@ -268,7 +284,7 @@ keep_outcome(const struct options *o, const struct config *cfg, const char *qid,
 		if (*why == '\0')
 			why = out[i].reply;
 		/* a recipient refused on its own; a whole failed transaction is told once */
-		if (strcmp(out[i].reply, st->text) == 0)
+		if (!out[i].own)
 			continue;
 		fprintf(stderr, "acsmail: %s: %s\n", env->rcpts.v[i], out[i].reply);
 		log_line(LOG_ERR, "id=%s to=<%s> refused: %s", qid, env->rcpts.v[i], out[i].reply);
@@ -281,7 +297,8 @@ keep_outcome(const struct options *o, const struct config *cfg, const char *qid,
 			log_outcome(qid, env->sender, env->rcpts.n, size, "deferred, not queued",
 			    qst.text, elapsed);
 			fprintf(stderr, "acsmail: %s\n", st->text);
-			return report(&qst);
+			report(&qst);
+			return EX_TEMPFAIL;	/* not sent, not queued: the caller keeps it */
 		}
 		log_outcome(qid, env->sender, env->rcpts.n, size, "queued", st->text, elapsed);
 		if (tell_user(o))
@@ -328,7 +345,11 @@ cmd_deliver(const struct options *o, const struct config *cfg)
 		report(&st);
 		goto out;
 	}
-	rc = aliases_load(cfg->aliases, &al, stderr, &st);
+	if (m.header_too_large)
+		rc = status_set(&st, EX_DATAERR, "header too large (over %d octets)",
+		    MESSAGE_HEADER_MAX);
+	else
+		rc = aliases_load(cfg->aliases, &al, stderr, &st);
 	if (rc == EX_OK)
 		rc = policy_apply(cfg, o, al, &m, &env, stderr, &st);
 	if (rc != EX_OK) {
@@ -358,7 +379,8 @@ cmd_deliver(const struct options *o, const struct config *cfg)
 		rc = queue_store(cfg, qid, &env, msg, size, mode == DELIVERY_QUEUE ?
 		    "queued (delivery = queue)" : "queued for background delivery", 0, &st);
 		if (rc != EX_OK) {
-			rc = report(&st);
+			report(&st);
+			rc = EX_TEMPFAIL;	/* not queued: the caller keeps it */
 			goto out;
 		}
 		log_outcome(qid, env.sender, env.rcpts.n, size, "queued", "", now_seconds() - started);

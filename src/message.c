@@ -9,7 +9,6 @@
 #include "message.h"
 #include "util.h"
 
-#define HEADER_MAX	(1024 * 1024)	/* a header larger than this is not mail */
 #define NAME_MAX_LEN	998		/* a longer "name" is a body line */
 #define SEGMENT_MAX	(64 * 1024)	/* longer lines are handled in pieces */
 #define READ_CHUNK	(64 * 1024)
@@ -158,8 +157,10 @@ classify(const char *s, size_t len, bool complete)
 	return complete ? LINE_BODY : LINE_UNDECIDED;
 }
 
-/* The unfolded body of a raw field: line breaks removed, the blanks after
- * them kept, leading and trailing blanks trimmed. */
+/* The unfolded body of a raw field: line breaks (CRLF) removed, the blanks
+ * after them kept, leading and trailing blanks trimmed. A CR that is not
+ * part of a CRLF stays: it is a control character in the field, and the
+ * field is refused or encoded for it where it is used. */
 static char *
 unfold_value(const char *raw)
 {
@@ -167,11 +168,14 @@ unfold_value(const char *raw)
 	struct buf b = {0};
 
 	p = p != NULL ? p + 1 : raw + strlen(raw);
-	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-		p++;
-	for (; *p != '\0'; p++)
-		if (*p != '\r' && *p != '\n')
+	while (*p == ' ' || *p == '\t' || (p[0] == '\r' && p[1] == '\n') || *p == '\n')
+		p += p[0] == '\r' ? 2 : 1;
+	for (; *p != '\0'; p++) {
+		if (p[0] == '\r' && p[1] == '\n')
+			p++;
+		else if (*p != '\n')
 			buf_addc(&b, *p);
+	}
 	while (b.len > 0 && (b.s[b.len - 1] == ' ' || b.s[b.len - 1] == '\t'))
 		b.s[--b.len] = '\0';
 	return buf_steal(&b);
@@ -332,11 +336,8 @@ message_read(FILE *in, bool dot_ends, const char *tmpdir, struct message *m, str
 			if (seg == SEG_EOF)
 				break;
 			kind = classify(line.s != NULL ? line.s : "", line.len, seg == SEG_LINE);
-			if (line.len + header_size > HEADER_MAX && kind != LINE_BODY) {
-				rc = status_set(st, EX_DATAERR, "header too large (over %d octets)",
-				    HEADER_MAX);
-				goto out;
-			}
+			if (line.len + header_size > MESSAGE_HEADER_MAX && kind != LINE_BODY)
+				goto overflow;
 		} while (seg == SEG_PART && kind == LINE_UNDECIDED);
 		if (seg == SEG_EOF)
 			goto done;
@@ -369,11 +370,8 @@ message_read(FILE *in, bool dot_ends, const char *tmpdir, struct message *m, str
 				seg = reader_segment(r, &line);
 				if (seg == SEG_EOF)
 					break;
-				if (line.len + header_size > HEADER_MAX) {
-					rc = status_set(st, EX_DATAERR,
-					    "header too large (over %d octets)", HEADER_MAX);
-					goto out;
-				}
+				if (line.len + header_size > MESSAGE_HEADER_MAX)
+					goto overflow;
 			}
 			if (kind == LINE_FIELD)
 				header_flush(m, &cur);
@@ -388,7 +386,14 @@ message_read(FILE *in, bool dot_ends, const char *tmpdir, struct message *m, str
 		}
 	}
 	header_flush(m, &cur);
-
+	goto body;
+overflow:
+	/* a header this large is not mail, but it is kept whole: from this
+	 * line on the input is body, and the message is refused where it is used */
+	m->header_too_large = true;
+	header_flush(m, &cur);
+	body_put(m, &bl, line.s, line.len, seg == SEG_LINE);
+body:
 	for (;;) {
 		at_start = !bl.open;
 		buf_reset(&line);

@@ -22,7 +22,11 @@ struct message {
 	bool body_8bit;		/* a byte >= 0x80 in the body */
 	size_t body_longest;	/* longest body line in octets, CRLF excluded */
 	bool header_8bit;	/* a raw byte >= 0x80 in some header field */
+	bool header_too_large;	/* the header passed MESSAGE_HEADER_MAX: from the line
+				 * that did on, the input is in the body, kept whole */
 };
+
+#define MESSAGE_HEADER_MAX (1024 * 1024)
 
 /* Reads stdin to the end (or to a lone "." when dot_ends): line ends of any
  * kind become CRLF, a leading mbox "From " line is dropped, the header ends
