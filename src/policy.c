@@ -335,14 +335,20 @@ policy_recipients(const struct config *cfg, const struct options *o, const struc
 
 /* --- sender ----------------------------------------------------------- */
 
-/* The envelope sender a mailbox list offers: its first mailbox, when allowed. */
+/* The envelope sender a mailbox list offers: its first mailbox, when every
+ * mailbox is allowed; otherwise the From field is rewritten to `from`, and
+ * the envelope follows it. */
 static char *
 allowed_sender(const struct config *cfg, const struct address_list *l, struct envelope *env)
 {
 	const struct address *a = first_mailbox(l);
+	size_t i;
 
-	if (a == NULL || !sender_allowed(cfg, a))
+	if (a == NULL)
 		return NULL;
+	for (i = 0; i < l->n; i++)
+		if (l->v[i].kind == ADDR_MAILBOX && !sender_allowed(cfg, &l->v[i]))
+			return NULL;
 	if (!addr_is_ascii(a))
 		env->smtputf8 = true;
 	return address_spec(a->local, a->domain);
