@@ -30,9 +30,16 @@ and fault(name, value) change its behaviour from the next connection on (the
 faults are listed in tests/relay/relay.py); events(), commands(), verbs(),
 auths(), connections(), wait_messages(n) read what it saw. A Msg has the
 envelope as attributes (mail_from, mail_options, rcpt_tos, rcpt_options,
-auth_user, tls, bare_lf, bare_cr, eight_bit, longest_line, queue_id, ...),
-data (after dot-unstuffing), raw (as on the wire), head, body, and field
-helpers: get, get_all, raw_field, decoded, addresses, addrs, content_lf.
+auth_user, tls, bare_lf, bare_cr, eight_bit, longest_line, queue_id,
+transfer "DATA" or "BDAT", chunks, chunk_sizes, ...), data (after
+dot-unstuffing), raw (as on the wire), head, body, and field helpers: get,
+get_all, raw_field, decoded, addresses, addrs, content_lf.
+
+The relay offers CHUNKING by default (as ACS does), so acsmail sends the
+content with BDAT unless a test says otherwise: t.transfer("DATA") switches
+CHUNKING off, t.sent_by(m) checks which way a message came, and
+@each_transfer("desc") registers a test twice, "desc (BDAT)" and
+"desc (DATA)", with t.via set to the one in use.
 
 A failing test prints the last command with its stdout/stderr and the relay's
 transcript as TAP diagnostics. Environment: ACSMAIL_BIN (the binary),
@@ -90,11 +97,27 @@ class Skipped(Exception):
 
 _registry = []
 
+# the two ways the content goes: BDAT when the relay offers CHUNKING (its
+# default, as ACS), DATA when it does not
+TRANSFERS = ("BDAT", "DATA")
+
 
 def test(desc, group=None):
     """Registers a test function taking the fixture."""
     def deco(fn):
         _registry.append((desc if not group else "%s: %s" % (group, desc), fn))
+        return fn
+    return deco
+
+
+def each_transfer(desc, group=None):
+    """Registers the test once for BDAT and once for DATA (t.via)."""
+    def deco(fn):
+        for how in TRANSFERS:
+            def run(t, fn=fn, how=how):
+                t.transfer(how)
+                fn(t)
+            test("%s (%s)" % (desc, how), group)(run)
         return fn
     return deco
 
@@ -307,7 +330,7 @@ class Msg:
         with open(base + ".eml", "rb") as f:
             self.data = f.read()            # after dot-unstuffing, line ends as received
         with open(base + ".raw", "rb") as f:
-            self.raw = f.read()             # as on the wire, dot-stuffed
+            self.raw = f.read()             # as on the wire: DATA dot-stuffed, BDAT as is
         i = self.data.find(b"\r\n\r\n")
         if self.data.startswith(b"\r\n"):
             self.head, self.body = b"", self.data[2:]
@@ -452,6 +475,7 @@ class Case:
         self.notes = []
         self.last = None
         self.relay = None
+        self.via = "BDAT"       # the relay's default: CHUNKING offered
         try:
             self.relay = Relay(os.path.join(self.dir, "relay"))
         except BaseException:
@@ -593,10 +617,27 @@ class Case:
 
     def wire_line_ends(self, m, what="wire"):
         """exactly one CRLF per line: no bare CR or LF, no CR CR LF"""
-        self.ok(not m.bare_lf, "%s: no bare LF in DATA" % what)
-        self.ok(not m.bare_cr, "%s: no bare CR in DATA" % what)
-        self.ok(b"\r\r\n" not in m.raw, "%s: no CR CR LF in DATA" % what)
-        self.ok(m.ends_with_crlf, "%s: DATA ends with CRLF before the dot" % what)
+        how = m.info.get("transfer", "DATA")
+        self.ok(not m.bare_lf, "%s: no bare LF in %s" % (what, how))
+        self.ok(not m.bare_cr, "%s: no bare CR in %s" % (what, how))
+        self.ok(b"\r\r\n" not in m.raw, "%s: no CR CR LF in %s" % (what, how))
+        self.ok(m.ends_with_crlf, "%s: %s ends with CRLF" % (what, how))
+
+    def transfer(self, how):
+        """"BDAT": the relay offers CHUNKING (its default); "DATA": it does
+        not. From the next connection on."""
+        if how not in TRANSFERS:
+            raise ValueError(how)
+        self.relay.extensions(CHUNKING=how == "BDAT")
+        self.via = how
+
+    def sent_by(self, m, how=None):
+        """the message m came by `how` (default t.via), and no command of
+        the other way was used"""
+        how = how or self.via
+        self.eq(m.transfer, how, "%s: the content came by" % m.id)
+        other = "DATA" if how == "BDAT" else "BDAT"
+        self.eq(self.relay.commands(other), [], "no %s command" % other)
 
     def no_secret_in(self, blob, what, secret=None):
         for form in secret_forms(secret or self.conf.get("password") or PASSWORD,

@@ -8,7 +8,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import test, FROM, ALLOWED, ROOT_ALIAS  # noqa: E402
+from harness import test, each_transfer, FROM, ALLOWED, ROOT_ALIAS  # noqa: E402
 
 
 def lf(*lines):
@@ -165,23 +165,30 @@ def _(t):
     t.eq(sorted(x for m in msgs for x in m.rcpt_tos), rcpts, "recipients")
 
 
-@test("a recipient refused among good ones: the others get it, exit 0")
+@each_transfer("a recipient refused among good ones: the others get it, exit 0")
 def _(t):
     t.relay.fault("refuse_rcpt", ["bad@example.com"])
     r = t.run(["-i", "good1@example.com", "bad@example.com", "good2@example.net"],
               lf("Subject: one bad", "", "body"))
     t.exit(r, 0)
     m = t.message()
+    t.sent_by(m)
+    t.eq(m.body, b"body\r\n", "body")
     t.eq(sorted(m.rcpt_tos), ["good1@example.com", "good2@example.net"], "RCPT TO accepted")
     t.eq(len(t.relay.commands("RCPT")), 3, "all three were tried")
 
 
-@test("every recipient refused: exit 67, nothing accepted")
+@each_transfer("every recipient refused: exit 67, nothing accepted")
 def _(t):
     t.relay.fault("refuse_rcpt", ["bad1@example.com", "bad2@example.com"])
     r = t.run(["-i", "bad1@example.com", "bad2@example.com"], lf("Subject: all bad", "", "body"))
     t.exit(r, harness.EX_NOUSER)
     t.eq(len(t.messages()), 0, "messages accepted")
+    t.eq([c["cmd"] for c in t.relay.commands() if c["cmd"] in ("DATA", "BDAT")], [t.via],
+         "the pipelined content command")
+    t.eq([e["line"][:3] for e in t.relay.events("reply")
+          if e["line"][:1] == "5" or e["line"][:3] == "354"],
+         ["550", "550", "503"], "refused twice, then 503 to %s (no 354)" % t.via)
 
 
 @test("SIZE offered: MAIL FROM carries SIZE= at least the message size")
@@ -205,23 +212,43 @@ def _(t):
     t.eq([o for o in m.mail_options if o.upper().startswith("SIZE")], [], "SIZE parameters")
 
 
-@test("PIPELINING offered: MAIL, RCPT and DATA are pipelined")
+@test("DATA: PIPELINING offered: MAIL, RCPT and DATA are pipelined")
 def _(t):
+    t.transfer("DATA")
     r = t.run(["-i", "a@example.com", "b@example.com", "c@example.com"],
               lf("Subject: pipelining", "", "body"))
     t.exit(r, 0)
-    t.message()
+    t.sent_by(t.message())
     cmds = [c for c in t.relay.commands() if c["cmd"] in ("RCPT", "DATA")]
     t.ok(any(c["pipelined"] for c in cmds), "some RCPT/DATA sent before the previous reply")
+    t.eq([c["pipelined"] for c in t.relay.commands("DATA")], [True], "DATA pipelined")
 
 
-@test("PIPELINING not offered: every command waits for its reply")
+@test("BDAT: PIPELINING offered: MAIL, RCPTs and BDAT LAST with its octets in one write")
+def _(t):
+    data_lines = ["line %d" % i for i in range(20)]
+    r = t.run(["-i", "a@example.com", "b@example.com", "c@example.com"],
+              lf("Subject: pipelining", "", *data_lines))
+    t.exit(r, 0)
+    m = t.message()
+    t.sent_by(m, "BDAT")
+    cmds = [(c["cmd"], c["pipelined"]) for c in t.relay.commands()
+            if c["cmd"] in ("MAIL", "RCPT", "BDAT")]
+    t.eq(cmds, [("MAIL", False)] + [("RCPT", True)] * 3 + [("BDAT", True)],
+         "every RCPT and the BDAT sent before the reply to MAIL")
+    b = t.relay.commands("BDAT")
+    t.eq([(c["size"], c["last"]) for c in b], [(m.size, True)], "one chunk, LAST")
+    t.eq([c["buffered"] for c in b], [m.size], "its octets came with the command")
+    t.ok(m.pipelined, "the message is marked pipelined")
+
+
+@each_transfer("PIPELINING not offered: every command waits for its reply")
 def _(t):
     t.relay.extensions(PIPELINING=False)
     r = t.run(["-i", "a@example.com", "b@example.com", "c@example.com"],
               lf("Subject: no pipelining", "", "body"))
     t.exit(r, 0)
-    t.message()
+    t.sent_by(t.message())
     t.eq([c["cmd"] for c in t.relay.commands() if c["pipelined"]], [], "pipelined commands")
 
 
@@ -258,7 +285,7 @@ def _(t):
     t.no_connection("too large")
 
 
-@test("a 6 MB message arrives intact")
+@each_transfer("a 6 MB message arrives intact")
 def _(t):
     import base64
     blob = os.urandom(4500 * 1024)
@@ -269,7 +296,15 @@ def _(t):
     r = t.run(["-t", "-i"], msg, timeout=60)
     t.exit(r, 0)
     m = t.message()
+    t.sent_by(m)
     t.eq(base64.b64decode(m.body), blob, "decoded attachment")
+    t.wire_line_ends(m)
+    if t.via == "BDAT":
+        sizes = m.chunk_sizes
+        t.ok(len(sizes) >= 6, "in several chunks: %r" % sizes)
+        t.eq(len(set(sizes[:-1])), 1, "every chunk but the last of one size: %r" % sizes)
+        t.ok(0 < sizes[-1] <= sizes[0], "the LAST chunk no larger: %r" % sizes)
+        t.eq(sum(sizes), m.size, "the chunks add up to the message")
 
 
 @test("alias root as a recipient on the command line of a multi-recipient word")
@@ -279,6 +314,53 @@ def _(t):
     m = t.message()
     t.eq(sorted(m.rcpt_tos), sorted([ROOT_ALIAS, "a@example.com"]), "RCPT TO")
     t.ok(all(re.search("@", x) for x in m.rcpt_tos), "no bare name in RCPT TO")
+
+
+@each_transfer("the relay drops the connection inside the content: queued, -q delivers once")
+def _(t):
+    t.relay.fault("drop_in_data")
+    body = lf("Subject: dropped", "", ".a dot line", "x" * 900, "end")
+    r = t.run(["-i", "a@example.com"], body)
+    t.kept_safe(r, "dropped")
+    t.eq(t.messages(), [], "nothing accepted")
+    t.eq(len(t.relay.events("drop")), 1, "the relay dropped it")
+    t.notin(b"status=sent", t.log_text(), "not logged as sent")
+    t.relay.fault("drop_in_data", None)
+    t.exit(t.run(["-q"]), 0, "-q")
+    m = t.message()
+    t.sent_by(m)
+    t.eq(m.body, b".a dot line\r\n" + b"x" * 900 + b"\r\nend\r\n", "the body")
+    t.eq([f for f in t.spooled() if os.path.basename(f) != "ratelimit"], [],
+         "nothing left in the queue")
+
+
+@each_transfer("451 to the end of the content: queued with the reply, -q delivers once")
+def _(t):
+    t.relay.fault("data_451")
+    r = t.run(["-i", "a@example.com"], lf("Subject: 451", "", "body"))
+    t.kept_safe(r, "451")
+    t.eq(t.messages(), [], "nothing accepted")
+    t.match(r"451 4\.3\.0", t.log_text().decode("utf-8", "replace"), "the reply logged")
+    t.relay.fault("data_451", None)
+    t.exit(t.run(["-q"]), 0, "-q")
+    t.sent_by(t.message())
+
+
+@each_transfer("the relay refuses the content as too large (SIZE not offered): exit 69, in step")
+def _(t):
+    t.relay.extensions(SIZE=False)
+    t.relay.control(max_size=1200000)
+    body = b"".join(b"%07d %s\n" % (i, b"q" * 62) for i in range(30000))
+    r = t.run(["-i", "a@example.com"], lf("Subject: too big", "") + body, timeout=60)
+    t.exit(r, harness.EX_UNAVAILABLE)
+    t.match(r"552 5\.3\.4", r.stderr, "the reason")
+    t.eq(t.messages(), [], "nothing accepted")
+    t.eq(len(t.relay.events("data-refused")), 1, "refused once")
+    known = {"EHLO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "QUIT"}
+    t.eq([v for v in t.relay.verbs() if v not in known], [], "only commands read as commands")
+    if t.via == "BDAT":
+        b = t.relay.commands("BDAT")
+        t.ok(len(b) >= 2, "refused after a chunk: %r" % [c["size"] for c in b])
 
 
 harness.main()

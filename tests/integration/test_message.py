@@ -9,7 +9,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import test, FROM, ALLOWED  # noqa: E402
+from harness import test, each_transfer, FROM, ALLOWED  # noqa: E402
 
 MSGID = r"^<[^<>@\s]+@mail\.example\.com>$"
 
@@ -29,40 +29,78 @@ def check_date(t, m):
     t.ok(when.tzinfo is not None, "Date %r has a zone" % d)
 
 
-@test("PHP 8 shape: CRLF headers, LF body: exactly one CRLF per line on the wire")
+@each_transfer("PHP 8 shape: CRLF headers, LF body: exactly one CRLF per line on the wire")
 def _(t):
     msg = (b"To: a@example.com\r\nSubject: php mail\r\nX-PHP-Originating-Script: 0:form.php\r\n"
            b"\r\nline one\nline two\n\nlast line\n")
     r = t.run(["-t", "-i"], msg)
     t.exit(r, 0)
     m = t.message()
+    t.sent_by(m)
     t.wire_line_ends(m)
     t.eq(m.body, b"line one\r\nline two\r\n\r\nlast line\r\n", "body")
     t.eq(m.get("Subject"), "php mail", "Subject")
     t.eq(m.get("X-PHP-Originating-Script"), "0:form.php", "extra header kept")
 
 
-@test("mixed LF and CRLF line ends, and no final newline")
+@each_transfer("mixed LF and CRLF line ends, and no final newline")
 def _(t):
     msg = (b"To: a@example.com\nSubject: mixed\r\n\r\n"
            b"first\r\nsecond\nthird\r\nno newline at the end")
     r = t.run(["-t", "-i"], msg)
     t.exit(r, 0)
     m = t.message()
+    t.sent_by(m)
     t.wire_line_ends(m)
     t.eq(m.body, b"first\r\nsecond\r\nthird\r\nno newline at the end\r\n", "body")
 
 
-@test("-t -i: body lines .hidden, ..two and . are all kept")
+@test("DATA: -t -i: body lines .hidden, ..two and . are all kept, dot-stuffed")
 def _(t):
+    t.transfer("DATA")
     r = t.run(["-t", "-i"], lf("To: a@example.com", "Subject: dots", "", ".hidden", "..two",
                                ".", "after the dot"))
     t.exit(r, 0)
     m = t.message()
+    t.sent_by(m)
     t.eq(m.body, b".hidden\r\n..two\r\n.\r\nafter the dot\r\n", "body after unstuffing")
     t.isin(b"\r\n..hidden\r\n...two\r\n..\r\nafter the dot\r\n", m.raw,
            "dots doubled on the wire")
     t.wire_line_ends(m)
+
+
+@test("BDAT: -t -i: body lines .hidden, ..two and . go as they are, no dot-stuffing")
+def _(t):
+    r = t.run(["-t", "-i"], lf("To: a@example.com", "Subject: dots", "", ".hidden", "..two",
+                               ".", "after the dot", "."))
+    t.exit(r, 0)
+    m = t.message()
+    t.sent_by(m, "BDAT")
+    t.eq(m.body, b".hidden\r\n..two\r\n.\r\nafter the dot\r\n.\r\n", "body")
+    t.eq(m.raw, m.data, "the octets on the wire are the message")
+    t.ok(m.raw.endswith(b"\r\nafter the dot\r\n.\r\n"),
+         "a last line '.' is data, no end marker after it: %r" % m.raw[-30:])
+    t.wire_line_ends(m)
+
+
+@test("the same input by BDAT and by DATA: the relay gets the same octets")
+def _(t):
+    body = (b"a\rb\nx\r\r\ny\r\n.\r\n..\n.x\n" + "caf\u00e9\n".encode("utf-8")
+            + b"\t tab and blanks  \n\nend\r")
+    msg = lf("To: a@example.com", "Subject: same", "Message-ID: <same@mail.example.com>",
+             "Date: Tue, 1 Dec 2026 10:00:00 +0100", "MIME-Version: 1.0",
+             "Content-Type: text/plain; charset=UTF-8", "Content-Transfer-Encoding: 8bit",
+             "") + body
+    for how in ("BDAT", "DATA"):
+        t.transfer(how)
+        t.exit(t.run(["-t", "-i"], msg), 0, "exit code (%s)" % how)
+    msgs = t.messages()
+    t.require(len(msgs) == 2, "two messages, got %d" % len(msgs))
+    t.eq([m.transfer for m in msgs], ["BDAT", "DATA"], "transfers")
+    t.eq(msgs[0].data, msgs[1].data, "content")
+    for m in msgs:
+        t.wire_line_ends(m, m.transfer)
+    t.ok(msgs[0].raw != msgs[1].raw, "DATA dot-stuffed, BDAT not")
 
 
 @test("-t without -i: a lone . ends the input, what follows is not sent")
@@ -135,7 +173,7 @@ def _(t):
     t.eq(msgs[1].get_all("Date"), [own], "caller's Date")
 
 
-@test("8-bit body with its MIME headers: BODY=8BITMIME, bytes intact")
+@each_transfer("8-bit body with its MIME headers: BODY=8BITMIME, bytes intact")
 def _(t):
     body = "Grüße aus München – 日本語のテキスト\nZeile zwei\n"
     r = t.run(["-t", "-i"], lf("To: a@example.com", "Subject: 8bit", "MIME-Version: 1.0",
@@ -143,8 +181,10 @@ def _(t):
                                "Content-Transfer-Encoding: 8bit", "") + body.encode())
     t.exit(r, 0)
     m = t.message()
+    t.sent_by(m)
     t.isin("BODY=8BITMIME", [o.upper() for o in m.mail_options], "MAIL FROM parameters")
     t.eq(m.body, body.replace("\n", "\r\n").encode(), "body bytes")
+    t.ok(m.eight_bit, "8-bit octets on the wire")
     t.eq(m.get("Content-Transfer-Encoding"), "8bit", "CTE kept")
 
 
@@ -326,7 +366,7 @@ def _(t):
     r = t.run(["-i", "a@example.com"], b"Subject: logged\n\nno final newline")
     t.exit(r, 0)
     m = t.message()
-    t.ok(m.raw.endswith(b"no final newline\r\n"), "DATA ends with the last line and CRLF")
+    t.ok(m.raw.endswith(b"no final newline\r\n"), "the content ends with the last line and CRLF")
     log = t.log_text().decode("utf-8", "replace")
     t.isin(m.queue_id, log, "the relay's id in the log")
     t.match(r"status=sent", log, "status in the log")

@@ -6,7 +6,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import test, USERNAME  # noqa: E402
+from harness import test, each_transfer, USERNAME  # noqa: E402
 
 # every character the docs warn about, spaces included
 SECRET = "a#b = c:d ~e $HOME ${USER} back\\slash \"dq\" 'sq' end "
@@ -19,13 +19,14 @@ def lf(*lines):
 MSG = lf("To: a@example.com", "Subject: tls", "", "body")
 
 
-@test("the session: EHLO, STARTTLS, EHLO, AUTH, MAIL, RCPT, DATA, QUIT")
+@each_transfer("the session: EHLO, STARTTLS, EHLO, AUTH, MAIL, RCPT, BDAT or DATA, QUIT")
 def _(t):
     r = t.run(["-t", "-i"], MSG)
     t.exit(r, 0)
     m = t.message()
-    t.eq(t.relay.verbs(), ["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL", "RCPT", "DATA", "QUIT"],
+    t.eq(t.relay.verbs(), ["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL", "RCPT", t.via, "QUIT"],
          "commands")
+    t.sent_by(m)
     t.ok(m.tls, "the message came over TLS")
     t.isin(m.tls_version, ("TLSv1.2", "TLSv1.3"), "TLS version")
     auth = [c for c in t.relay.commands("AUTH")]

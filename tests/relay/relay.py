@@ -638,8 +638,7 @@ class Relay(SMTP):
             except asyncio.IncompleteReadError:
                 self.unread_logged = True
                 self.event("data-aborted", received=len(raw))
-                self.transport.close()
-                return
+                await self._hang_up(abort=False)
             except asyncio.CancelledError:
                 self.unread_logged = True
                 self.event("data-aborted", received=len(raw))
@@ -650,8 +649,7 @@ class Relay(SMTP):
             if self.faults.get("drop_in_data"):
                 self.unread_logged = True
                 self.event("drop", received=len(raw) + len(line))
-                self.transport.abort()
-                return
+                await self._hang_up()
             if too_big or len(raw) + len(line) > limit + limit // 20 + 1024:
                 too_big = True
                 continue
@@ -683,8 +681,7 @@ class Relay(SMTP):
         except asyncio.IncompleteReadError as e:
             self.unread_logged = True
             self.event("data-aborted", received=got + len(e.partial), expected=n)
-            self.transport.close()
-            return None
+            await self._hang_up(abort=False)
         except asyncio.CancelledError:
             self.unread_logged = True
             self.event("data-aborted", received=got, expected=n)
@@ -707,7 +704,18 @@ class Relay(SMTP):
         except asyncio.IncompleteReadError:
             pass
         self.event("drop", received=len(got))
-        self.transport.abort()
+        await self._hang_up()
+
+    async def _hang_up(self, abort=True):
+        """Closes the connection; what the client sent beyond this point is
+        neither answered nor taken for commands. Never returns: closing
+        cancels the handler."""
+        self._reader._buffer.clear()
+        if abort:
+            self.transport.abort()
+        else:
+            self.transport.close()
+        await asyncio.Event().wait()
 
     async def _stall(self, step):
         self.event("stall", step=step)

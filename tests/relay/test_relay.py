@@ -402,7 +402,7 @@ def _(t):
     s = client(t)
     envelope(s)
     parts = [b"Subject: chunks\r\n\r\nfirst part, no line end", b"", b" - ",
-             b"".join(b"%07d %s\r\n" % (i, b"z" * 62) for i in range(3 << 20 >> 6 >> 1 << 1)),
+             b"".join(b"%07d %s\r\n" % (i, b"z" * 62) for i in range((3 << 20) // 64)),
              b"end\r\n"]
     replies = [bdat(s, p, last=False) for p in parts[:-1]]
     code, reply = bdat(s, parts[-1])
@@ -520,6 +520,7 @@ def _(t):
     t.ok("binarymime" not in s.esmtp_features, "nor BINARYMIME without it")
     envelope(s)
     t.eq(s.docmd("BDAT", "0 LAST")[0], 500, "BDAT")
+    s.docmd("RSET")
     t.eq(s.docmd("MAIL", "FROM:<%s> BODY=BINARYMIME" % FROM)[0], 501, "BODY=BINARYMIME")
     s.quit()
 
