@@ -840,11 +840,11 @@ policy_add_fields(const struct config *cfg, struct message *m)
 	 * what the body is and stays */
 	if (m->body_8bit && message_find(m, "MIME-Version") == NULL)
 		message_add(m, "MIME-Version", "1.0");
-	if (m->body_8bit && message_find(m, "Content-Type") == NULL) {
+	if (m->body_8bit && message_find(m, "Content-Type") == NULL)
 		message_add(m, "Content-Type", "text/plain; charset=UTF-8");
-		if (message_find(m, "Content-Transfer-Encoding") == NULL)
-			message_add(m, "Content-Transfer-Encoding", "8bit");
-	}
+	/* without it the body would claim to be 7bit (RFC 2045 6.1) */
+	if (m->body_8bit && message_find(m, "Content-Transfer-Encoding") == NULL)
+		message_add(m, "Content-Transfer-Encoding", "8bit");
 }
 
 static bool

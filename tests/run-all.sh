@@ -24,7 +24,7 @@ step() {
 step autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
 build="$top/build/check"
 rm -rf "$build" && mkdir -p "$build"
-(cd "$build" && step "$top/configure" -q --enable-sanitizers && step make -j2) &&
+(cd "$build" && step "$top/configure" -q --enable-sanitizers && step make -s -j2) &&
 	(cd "$build" && make -j2 -k check >/dev/null 2>&1)
 
 # the same program without sanitizers, under valgrind, for the delivery paths
@@ -32,7 +32,7 @@ plain="$top/build/plain"
 valgrind_tests="tests/integration/test_delivery.py tests/integration/test_message.py
 	tests/integration/test_policy.py"
 rm -rf "$plain" && mkdir -p "$plain"
-(cd "$plain" && step "$top/configure" -q && step make -j2) &&
+(cd "$plain" && step "$top/configure" -q && step make -s -j2) &&
 	(cd "$plain" && make -j2 -k check TESTS="$(echo $valgrind_tests)" \
 		ACSMAIL_TEST_BIN="$top/tests/valgrind-acsmail" \
 		ACSMAIL_REAL_BIN="$plain/src/acsmail" >/dev/null 2>&1)
