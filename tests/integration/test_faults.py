@@ -210,6 +210,32 @@ def _(t):
     matrix(t, "stalldot", fault("stall", "dot"), unfault("stall"), r"(?i)time")
 
 
+# the relay offers CHUNKING by default, so the faults above hit BDAT; the
+# content faults once more over DATA
+def by_data(t, r):
+    t.ok(t.relay.commands("DATA") and not t.relay.commands("BDAT"), "the content went by DATA")
+
+
+@test("451 at the end of DATA (relay without CHUNKING)", group="fault")
+def _(t):
+    t.transfer("DATA")
+    matrix(t, "451data", fault("data_451"), unfault("data_451"), r"451 4\.3\.0", by_data)
+
+
+@test("connection dropped inside DATA (relay without CHUNKING)", group="fault")
+def _(t):
+    t.transfer("DATA")
+    matrix(t, "dropdata", fault("drop_in_data"), unfault("drop_in_data"),
+           r"(?i)clos|connection|lost|reset|broken", by_data)
+
+
+@test("stalled relay after the final dot of DATA (timeout = 2)", group="fault")
+def _(t):
+    t.transfer("DATA")
+    t.config(timeout=2)
+    matrix(t, "stalldotdata", fault("stall", "dot"), unfault("stall"), r"(?i)time", by_data)
+
+
 # ---------------------------------------------------------------------------
 # the spool's filesystem full
 
