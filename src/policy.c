@@ -28,6 +28,13 @@ struct resolver {
 };
 
 /* Fields that hold no free text: never turned into encoded words. */
+/* The address fields that decide where mail goes or whom it is from:
+ * one that cannot be parsed is refused. */
+static const char *const routing_fields[] = {
+	"From", "Sender", "Reply-To", "To", "Cc", "Bcc", "Resent-From", "Resent-Sender",
+	"Resent-Reply-To", "Resent-To", "Resent-Cc", "Resent-Bcc", NULL,
+};
+
 static const char *const structured_fields[] = {
 	"Content-Type", "Content-Transfer-Encoding", "Content-Disposition", "Content-ID",
 	"Content-Language", "Content-Location", "Content-MD5",
@@ -561,6 +568,8 @@ policy_sender_field(const struct config *cfg, struct message *m, struct status *
 /* Every address field: bare names get qualify_domain, raw non-ASCII
  * display names become encoded words. Fields that need neither keep
  * their original folding. */
+static bool has_control(const char *s);
+
 static int
 policy_address_fields(const struct config *cfg, struct message *m, struct envelope *env,
     struct status *st)
@@ -578,6 +587,13 @@ policy_address_fields(const struct config *cfg, struct message *m, struct envelo
 			continue;
 		if ((rc = parse_addresses(f->name, f->value, &l, st)) != EX_OK) {
 			address_list_free(&l);
+			/* a field that only asks for a reply or a receipt is
+			 * left as it came rather than cost the message */
+			if (!name_in(f->name, routing_fields) && rc == EX_DATAERR &&
+			    !has_control(f->value)) {
+				status_clear(st);
+				continue;
+			}
 			return rc;
 		}
 		change = !str_is_ascii(f->value);
@@ -646,6 +662,64 @@ as_utf8(const char *s)
 		buf_addc(&b, (char)(0x80 | (*p & 0x3f)));
 	}
 	return buf_steal(&b);
+}
+
+/* Raw 8-bit text that is not UTF-8 (Latin-1 from old scripts) becomes
+ * UTF-8 first, so that every encoded word written later says the truth. */
+static void
+policy_charset(struct message *m)
+{
+	char *v;
+	size_t i;
+
+	for (i = 0; i < m->nfields; i++) {
+		if (utf8_valid((const unsigned char *)m->fields[i].value))
+			continue;
+		v = as_utf8(m->fields[i].value);
+		message_replace(m, &m->fields[i], v);
+		free(v);
+	}
+}
+
+/* RFC 5322 2.1.1: no line over 998 octets. A field line that long (a To of
+ * a hundred addresses on one line, a cron Subject of a long command) is
+ * folded at its blanks, below 78 columns where it can be; a field without a
+ * blank to fold at is left, its parts too long to break. */
+static void
+policy_fold_long_lines(struct message *m)
+{
+	struct buf b = {0};
+	const char *line, *end, *p;
+	bool overlong;
+	size_t i, col, last;
+
+	for (i = 0; i < m->nfields; i++) {
+		overlong = false;
+		for (line = m->fields[i].raw; *line != '\0'; line = end + (*end != '\0')) {
+			end = strchr(line, '\n');
+			if (end == NULL)
+				end = line + strlen(line);
+			if (end - line > 998 + 1)
+				overlong = true;
+		}
+		if (!overlong)
+			continue;
+		/* refold the unfolded value: break before a blank once past 77 */
+		buf_reset(&b);
+		col = strlen(m->fields[i].name) + 2;
+		last = 0;
+		for (p = m->fields[i].value; *p != '\0'; p++) {
+			if ((*p == ' ' || *p == '\t') && col >= 77 && b.len > last) {
+				buf_adds(&b, "\r\n");
+				col = 0;
+				last = b.len;
+			}
+			buf_addc(&b, *p);
+			col++;
+		}
+		message_replace(m, &m->fields[i], b.s != NULL ? b.s : "");
+	}
+	buf_free(&b);
 }
 
 /* A control character other than TAB: a bare CR, a NUL (kept as DEL by
@@ -871,6 +945,7 @@ policy_apply(const struct config *cfg, const struct options *o, const struct ali
 	if (o->full_name != NULL &&
 	    (rc = check_argument("full name (-F)", o->full_name, st)) != EX_OK)
 		return rc;
+	policy_charset(m);
 	policy_merge_from(m);
 	if ((rc = policy_recipients(cfg, o, al, m, env, warn, st)) != EX_OK)
 		return rc;
@@ -885,6 +960,7 @@ policy_apply(const struct config *cfg, const struct options *o, const struct ali
 		return rc;
 	policy_encode_text(m);
 	policy_add_fields(cfg, m);
+	policy_fold_long_lines(m);
 	m->header_8bit = header_is_8bit(m);
 	env->eightbit = m->body_8bit || m->header_8bit;
 	env->dsn_notify = o->dsn_notify != NULL ? xstrdup(o->dsn_notify) : NULL;

@@ -1,5 +1,6 @@
 /* rfc5322.c: address lists (RFC 5322 3.4 with the obsolete forms of 4.4) */
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -542,18 +543,56 @@ address_spec(const char *local, const char *domain)
 
 /* Words of atext separated by single spaces need no quotes; a name that
  * looks like an encoded word gets them, so it is not decoded. */
+/* An RFC 2047 encoded word as a phrase may hold it (RFC 2047 5(3)):
+ * =?charset?B|Q?text?=, the charset a token, the text of letters, digits
+ * and !*+-/=_ only. */
+static bool
+is_encoded_word(const char *w, size_t n)
+{
+	const char *p = w + 2, *end = w + n - 2;
+
+	if (n < 8 || w[0] != '=' || w[1] != '?' || end[0] != '?' || end[1] != '=')
+		return false;
+	for (; p < end && *p != '?'; p++)
+		if (!isalnum((unsigned char)*p) && strchr("-_!#$%&'*+^`{|}~", *p) == NULL)
+			return false;
+	if (p == w + 2 || p + 2 >= end || strchr("BbQq", p[1]) == NULL || p[2] != '?')
+		return false;
+	for (p += 3; p < end; p++)
+		if (!isalnum((unsigned char)*p) && strchr("!*+-/=_", *p) == NULL)
+			return false;
+	return true;
+}
+
+/* A phrase word that needs no quotes: atext only, or an encoded word that
+ * stayed encoded (a charset that is not decoded): quoted, it would be shown
+ * as its raw text (RFC 2047 5). Other text holding "=?" is quoted, so it is
+ * not taken for an encoded word. */
+static bool
+is_plain_word(const char *w, size_t n)
+{
+	size_t i;
+
+	if (is_encoded_word(w, n))
+		return true;
+	for (i = 0; i < n; i++)
+		if (!is_atext((unsigned char)w[i]) || (w[i] == '=' && i + 1 < n && w[i + 1] == '?'))
+			return false;
+	return true;
+}
+
 static bool
 is_plain_phrase(const char *s)
 {
-	const char *p;
+	const char *p, *end;
 
-	if (*s == '\0' || *s == ' ' || strstr(s, "=?") != NULL)
+	if (*s == '\0' || *s == ' ')
 		return false;
-	for (p = s; *p != '\0'; p++) {
-		if (*p == ' ') {
-			if (p[1] == ' ' || p[1] == '\0')
-				return false;
-		} else if (!is_atext((unsigned char)*p))
+	for (p = s; *p != '\0'; p = *end == ' ' ? end + 1 : end) {
+		end = p + strcspn(p, " ");
+		if (end == p || (*end == ' ' && end[1] == '\0'))
+			return false;	/* doubled or trailing blanks */
+		if (!is_plain_word(p, (size_t)(end - p)))
 			return false;
 	}
 	return true;
@@ -696,6 +735,8 @@ rfc5322_is_address_field(const char *name)
 {
 	static const char *const fields[] = {
 		"From", "Sender", "Reply-To", "To", "Cc", "Bcc",
+		"Mail-Followup-To", "Mail-Reply-To", "Disposition-Notification-To",
+		"Return-Receipt-To", "Errors-To",
 	};
 	size_t i;
 

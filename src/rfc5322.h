@@ -44,7 +44,8 @@ char *address_spec(const char *local, const char *domain);
 char *rfc5322_format_addresses(const struct address_list *l, size_t column);
 
 /* Fields that hold address lists: From, Sender, Reply-To, To, Cc, Bcc and
- * their Resent- forms. */
+ * their Resent- forms; Mail-Followup-To, Mail-Reply-To,
+ * Disposition-Notification-To, Return-Receipt-To, Errors-To. */
 bool rfc5322_is_address_field(const char *name);
 
 void address_list_free(struct address_list *l);
