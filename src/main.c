@@ -486,6 +486,20 @@ not_available(const char *what)
 	return EX_USAGE;
 }
 
+/* A caller may start us with stdin, stdout or stderr closed: the next file
+ * opened would take that number, and a warning or the transcript would be
+ * written into a queue file or the relay's socket. */
+static void
+open_standard_fds(void)
+{
+	int fd;
+
+	for (fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++)
+		if (fcntl(fd, F_GETFD) == -1 && errno == EBADF &&
+		    open("/dev/null", fd == STDIN_FILENO ? O_RDONLY : O_WRONLY) != fd)
+			_exit(EX_OSERR);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -495,6 +509,7 @@ main(int argc, char **argv)
 	const char *path;
 	int rc;
 
+	open_standard_fds();
 	status_clear(&st);
 	memset(&cfg, 0, sizeof(cfg));
 	signal(SIGPIPE, SIG_IGN);

@@ -122,7 +122,7 @@ settle(struct spool *sp, struct deliver_ctx *ctx, const struct entry *e, FILE *m
 
 	status_clear(&wst);
 	if (fail.env.rcpts.n > 0) {
-		fail.attempts = e->attempts + 1;
+		fail.attempts = e->attempts < ATTEMPTS_MAX ? e->attempts + 1 : ATTEMPTS_MAX;
 		fail.next_attempt = 0;
 		entry_set_reply(&fail, fail.replies.v[0]);
 		if (failed_prepare(sp, &fail, msg, size, &pf, &wst) != EX_OK) {
@@ -137,7 +137,7 @@ settle(struct spool *sp, struct deliver_ctx *ctx, const struct entry *e, FILE *m
 		if (reopens > 0) {
 			keep.next_attempt = reopens;	/* held back, not a failed attempt */
 		} else {
-			keep.attempts = e->attempts + 1;
+			keep.attempts = e->attempts < ATTEMPTS_MAX ? e->attempts + 1 : ATTEMPTS_MAX;
 			keep.next_attempt = now + queue_backoff(keep.attempts);
 		}
 		if (entry_write_tmp(sp, &keep, msg, size, &pk, &wst) != EX_OK) {
@@ -175,6 +175,19 @@ out:
 }
 
 /* One queued message: lock, check, deliver, settle; the lock goes last. */
+/* Times no run of ours can have written come from a clock that was set
+ * back since: a retry further ahead than the longest backoff and a rate
+ * window is due now, a message made in the future was made now (and is
+ * written so at its next attempt, so it still expires). */
+static void
+clock_stepped(struct entry *e, time_t now)
+{
+	if (e->next_attempt > now + queue_backoff(ATTEMPTS_MAX) + 3600)
+		e->next_attempt = now;
+	if (e->created > now)
+		e->created = now;
+}
+
 static void
 run_one(struct spool *sp, struct deliver_ctx *ctx, const char *id,
     const struct queue_filter *f, struct pass *p)
@@ -200,6 +213,7 @@ run_one(struct spool *sp, struct deliver_ctx *ctx, const char *id,
 		    "a queue file without recipients");
 		goto out;
 	}
+	clock_stepped(&e, time(NULL));
 	if (((f == NULL || !f->flush) && e.next_attempt > time(NULL)) || !filter_match(f, &e))
 		goto out;
 	reopens = ratelimit_next(cfg);
@@ -278,19 +292,22 @@ static void
 show_entry(struct spool *sp, enum area a, const char *id, FILE *out, time_t now,
     struct tally *t)
 {
-	struct entry e;
+	struct entry e = {0};
 	struct status st;
 	char age[32], next[48];
+	struct stat sb;
 	off_t off, size;
 	size_t i;
 	int fd;
 
 	/* files are only ever replaced whole: reading needs no lock */
-	fd = openat(sp->dir[a], id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = openat(sp->dir[a], id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return;		/* delivered or moved while we looked */
 	status_clear(&st);
-	if (entry_read(fd, id, &e, &off, &size, &st) != EX_OK) {
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+		status_set(&st, EX_DATAERR, "not a regular file");
+	if (st.code != EX_OK || entry_read(fd, id, &e, &off, &size, &st) != EX_OK) {
 		fprintf(out, "%s  (unreadable: %s)\n\n", id, st.text);
 		t->damaged++;
 		entry_free(&e);

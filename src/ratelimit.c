@@ -17,6 +17,7 @@
 #include "ratelimit.h"
 #include "util.h"
 
+#define COUNT_MAX	1000000L	/* more sends in one slot than any budget allows */
 #define STATE_FILE	"ratelimit"
 #define STATE_FORMAT	"acsmail-ratelimit 1"
 #define STATE_MAX	8192		/* the file holds at most ~125 short lines */
@@ -38,6 +39,7 @@ struct budget {
 	long throttles;		/* throttles in a row, for the doubling */
 	struct slot sec[SLOTS];	/* the last minute, indexed by t % 60 */
 	struct slot min[SLOTS];	/* the last hour, indexed by (t / 60) % 60 */
+	bool clamped;		/* load cut a pause the clock made too long: save it so */
 };
 
 /*
@@ -77,6 +79,15 @@ make_queue_dir(const char *dir)
 	return true;
 }
 
+/* A FIFO or a device in the state file's place would block or lie. */
+static bool
+is_regular(int fd)
+{
+	struct stat sb;
+
+	return fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
 /* The state file, locked (LOCK_EX or LOCK_SH); -1 when it cannot be had, and
  * then sending goes on without a budget rather than stopping for good. */
 static int
@@ -95,7 +106,7 @@ state_open(const struct config *cfg, int how)
 			break;
 		}
 		if (errno == EEXIST) {
-			fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+			fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 			break;
 		}
 		if (errno != ENOENT || !make_queue_dir(cfg->queue_dir))
@@ -107,6 +118,13 @@ state_open(const struct config *cfg, int how)
 		free(path);
 		return -1;
 	}
+	if (!is_regular(fd)) {
+		log_line(LOG_WARNING, "rate budget: %s is not a regular file; sending without it",
+		    path);
+		close(fd);
+		free(path);
+		return -1;
+	}
 	if (flock(fd, how) != 0) {
 		log_line(LOG_WARNING, "rate budget: cannot lock %s: %s; sending without it", path,
 		    strerror(errno));
@@ -115,6 +133,14 @@ state_open(const struct config *cfg, int how)
 	}
 	free(path);
 	return fd;
+}
+
+/* A count from the file, bounded so that the sums over a window cannot
+ * overflow: a damaged file closes the budget for its window, no more. */
+static long
+count_of(long n)
+{
+	return n < COUNT_MAX ? n : COUNT_MAX;
 }
 
 static void
@@ -148,9 +174,10 @@ budget_load(int fd, struct budget *b, time_t now)
 		else if (sscanf(line, "throttles %jd", &v) == 1)
 			b->throttles = v > 0 && v < 64 ? (long)v : 0;
 		else if (sscanf(line, "second %jd %ld", &t, &n) == 2 && n > 0)
-			b->sec[slot_index((time_t)t)] = (struct slot){ (time_t)t, n };
+			b->sec[slot_index((time_t)t)] = (struct slot){ (time_t)t, count_of(n) };
 		else if (sscanf(line, "minute %jd %ld", &t, &n) == 2 && n > 0)
-			b->min[slot_index((time_t)t / MINUTE)] = (struct slot){ (time_t)t, n };
+			b->min[slot_index((time_t)t / MINUTE)] =
+			    (struct slot){ (time_t)t, count_of(n) };
 	}
 	/* a clock stepped back must not close the budget for long */
 	for (i = 0; i < SLOTS; i++) {
@@ -159,8 +186,12 @@ budget_load(int fd, struct budget *b, time_t now)
 		if (b->min[i].t > now + MIN_SPAN)
 			b->min[i].n = 0;
 	}
-	if (b->pause_until > now + PAUSE_MAX)
+	/* a pause longer than any we set: the clock went back since. It ends
+	 * within PAUSE_MAX from now, and is saved so, or it would slide */
+	if (b->pause_until > now + PAUSE_MAX) {
 		b->pause_until = now + PAUSE_MAX;
+		b->clamped = true;
+	}
 }
 
 static void
@@ -269,8 +300,11 @@ ratelimit_take_at(const struct config *cfg, time_t now, time_t *retry_at)
 	if (at == 0) {
 		budget_count(&b, now);
 		budget_save(fd, &b, now);
-	} else if (retry_at != NULL) {
-		*retry_at = at;
+	} else {
+		if (b.clamped)
+			budget_save(fd, &b, now);
+		if (retry_at != NULL)
+			*retry_at = at;
 	}
 	close(fd);
 	return at == 0;
@@ -314,16 +348,25 @@ ratelimit_next_at(const struct config *cfg, time_t now)
 	int fd;
 
 	path = xasprintf("%s/%s", cfg->queue_dir, STATE_FILE);
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	free(path);
 	if (fd < 0)
 		return 0;	/* no state yet: nothing sent, no pause */
+	if (!is_regular(fd)) {
+		close(fd);
+		return 0;
+	}
 	if (flock(fd, LOCK_SH) != 0) {
 		close(fd);
 		return 0;
 	}
 	budget_load(fd, &b, now);
 	close(fd);
+	if (b.clamped && (fd = state_open(cfg, LOCK_EX)) >= 0) {
+		budget_load(fd, &b, now);
+		budget_save(fd, &b, now);
+		close(fd);
+	}
 	at = budget_reopens(&b, cfg, now);
 	return at;
 }

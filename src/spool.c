@@ -516,7 +516,8 @@ entry_lock(struct spool *sp, enum area a, const char *id, bool wait, int *fdp,
 	if (sp->dir[a] < 0)
 		return status_set(st, EX_NOINPUT, "no message %s in %s", id, area_names[a]);
 	for (tries = 0; tries < 100; tries++) {
-		fd = openat(sp->dir[a], id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		/* O_NONBLOCK: a FIFO planted under an id must not stop the queue */
+		fd = openat(sp->dir[a], id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 		if (fd < 0)
 			return status_set(st, errno == ENOENT ? EX_NOINPUT : EX_TEMPFAIL,
 			    "cannot open %s/%s/%s: %s", sp->cfg->queue_dir, area_names[a], id,
@@ -595,7 +596,7 @@ entry_parse_line(struct entry *e, const char *id, char *line)
 		if (line[0] == 'c')
 			e->created = (time_t)n;
 		else if (line[0] == 'a')
-			e->attempts = n > LONG_MAX ? LONG_MAX : (long)n;
+			e->attempts = n > ATTEMPTS_MAX ? ATTEMPTS_MAX : (long)n;
 		else
 			e->next_attempt = (time_t)n;
 	} else if (strcmp(line, "last-reply") == 0) {

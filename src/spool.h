@@ -13,6 +13,9 @@
 #include "status.h"
 #include "util.h"
 
+/* attempts counts no further (the backoff stopped growing long before) */
+#define ATTEMPTS_MAX	1000000
+
 enum area { AREA_TMP, AREA_QUEUE, AREA_FAILED, AREA_COUNT };
 
 /* The open directories of one queue_dir. */
