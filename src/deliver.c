@@ -176,8 +176,11 @@ deliver_message(struct deliver_ctx *ctx, const struct envelope *env, FILE *msg, 
 		}
 	}
 	if (deferred > 0) {
-		if (st->code == EX_OK)
-			status_set(st, EX_TEMPFAIL, "%s", reply);
+		/* why they wait: the reply of the first that does (a 452 to its
+		 * RCPT, say), not the 250 of a transaction that went */
+		for (i = 0; i < n && st->code == EX_OK; i++)
+			if (out[i].state == RCPT_DEFERRED)
+				status_set(st, EX_TEMPFAIL, "%s", out[i].reply);
 		return EX_TEMPFAIL;
 	}
 	if (refused == 0 || sent > 0) {

@@ -22,6 +22,7 @@
 #include "mime.h"
 #include "policy.h"
 #include "queue.h"
+#include "ratelimit.h"
 #include "smtp.h"
 #include "status.h"
 #include "util.h"
@@ -204,6 +205,7 @@ spool(const struct config *cfg, const char *qid, const struct envelope *env,
     const char *reason, struct status *st)
 {
 	struct envelope part = *env;
+	time_t reopens;
 	size_t i;
 	int rc;
 
@@ -225,6 +227,9 @@ spool(const struct config *cfg, const char *qid, const struct envelope *env,
 			strlist_free(&part.rcpts);
 			rc = queue_store_failed(cfg, qid, &part, msg, size, reason, st);
 		}
+	} else if ((reopens = ratelimit_next(cfg)) > 0) {
+		/* held back by the rate budget or a throttle pause: no failed attempt */
+		rc = queue_store(cfg, qid, &part, msg, size, reason, reopens, st);
 	} else {
 		rc = queue_store_deferred(cfg, qid, &part, msg, size, reason, st);
 	}
@@ -266,51 +271,67 @@ deliver_in_background(const struct config *cfg, const char *qid)
 	_exit(0);
 }
 
+static size_t
+count_state(const struct rcpt_outcome *out, size_t n, enum rcpt_state state)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < n; i++)
+		k += out[i].state == state;
+	return k;
+}
+
 /* After a delivery that did not reach everyone: refused recipients go to
- * the failed area, deferred ones to the queue; returns the exit code. */
+ * the failed area, deferred ones to the queue, each part logged with its
+ * count; returns the exit code. */
 static int
 keep_outcome(const struct options *o, const struct config *cfg, const char *qid,
     const struct envelope *env, const struct rcpt_outcome *out, int rc,
     const struct status *st, FILE *msg, off_t size, const char *reply, double elapsed)
 {
+	size_t n = env->rcpts.n, nsent = count_state(out, n, RCPT_SENT);
+	size_t nfailed = count_state(out, n, RCPT_FAILED);
+	size_t nwait = count_state(out, n, RCPT_DEFERRED) + count_state(out, n, RCPT_PENDING);
+	/* when others were sent or wait, each refused recipient is told; when all
+	 * failed together, the transaction's reason is told once, at the end */
+	bool partial = nsent > 0 || nwait > 0;
 	struct status qst;
 	const char *why = st->text;
 	size_t i;
 
 	status_clear(&qst);
-	for (i = 0; i < env->rcpts.n; i++) {
+	for (i = 0; i < n; i++) {
 		if (out[i].state != RCPT_FAILED)
 			continue;
 		if (*why == '\0')
 			why = out[i].reply;
-		/* a recipient refused on its own; a whole failed transaction is told once */
-		if (!out[i].own)
+		if (!partial && !out[i].own)
 			continue;
 		fprintf(stderr, "acsmail: %s: %s\n", env->rcpts.v[i], out[i].reply);
 		log_line(LOG_ERR, "id=%s to=<%s> refused: %s", qid, env->rcpts.v[i], out[i].reply);
 	}
-	if (any_state(out, env->rcpts.n, RCPT_FAILED) &&
-	    spool(cfg, qid, env, out, RCPT_FAILED, msg, size, why, &qst) != EX_OK)
-		fprintf(stderr, "acsmail: the refused part could not be kept: %s\n", qst.text);
+	if (nsent > 0)
+		log_outcome(qid, env->sender, nsent, size, "sent", reply, elapsed);
+	if (nfailed > 0) {
+		if (spool(cfg, qid, env, out, RCPT_FAILED, msg, size, why, &qst) != EX_OK)
+			fprintf(stderr, "acsmail: the refused part could not be kept: %s\n",
+			    qst.text);
+		log_outcome(qid, env->sender, nfailed, size, "failed", why, elapsed);
+	}
 	if (rc == EX_TEMPFAIL) {
 		if (spool(cfg, qid, env, out, RCPT_DEFERRED, msg, size, st->text, &qst) != EX_OK) {
-			log_outcome(qid, env->sender, env->rcpts.n, size, "deferred, not queued",
+			log_outcome(qid, env->sender, nwait, size, "deferred, not queued",
 			    qst.text, elapsed);
 			fprintf(stderr, "acsmail: %s\n", st->text);
 			report(&qst);
 			return EX_TEMPFAIL;	/* not sent, not queued: the caller keeps it */
 		}
-		log_outcome(qid, env->sender, env->rcpts.n, size, "queued", st->text, elapsed);
+		log_outcome(qid, env->sender, nwait, size, "queued", st->text, elapsed);
 		if (tell_user(o))
 			fprintf(stderr, "acsmail: queued as %s: %s\n", qid, st->text);
 		return EX_OK;
 	}
-	if (rc == EX_OK) {
-		log_outcome(qid, env->sender, env->rcpts.n, size, "sent", reply, elapsed);
-		return EX_OK;
-	}
-	log_outcome(qid, env->sender, env->rcpts.n, size, "failed", why, elapsed);
-	return report(st);
+	return rc == EX_OK ? EX_OK : report(st);
 }
 
 static int
@@ -476,7 +497,11 @@ cmd_queue_run(const struct options *o, const struct config *cfg)
 	rc = queue_run(cfg, &ctx, &f, &st);
 	deliver_finish(&ctx);
 	config_secret_free(secret);
-	return rc == EX_OK ? EX_OK : report(&st);
+	if (rc == EX_OK)
+		return EX_OK;
+	report(&st);
+	/* the queue could not be read or written: the mail in it waits (SPEC §3) */
+	return rc == EX_CONFIG || rc == EX_USAGE ? rc : EX_TEMPFAIL;
 }
 
 static int

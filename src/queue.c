@@ -263,6 +263,16 @@ queue_run(const struct config *cfg, struct deliver_ctx *ctx, const struct queue_
 	rc = spool_open(cfg, true, &sp, st);
 	if (rc != EX_OK)
 		return rc;
+	/* a message sent from a queue that cannot be changed stays in it, and
+	 * every pass would send it again */
+	for (i = AREA_TMP; i <= AREA_QUEUE; i++)
+		if (sp.dir[i] < 0 || faccessat(sp.dir[i], ".", W_OK, AT_EACCESS) != 0) {
+			rc = status_set(st, EX_TEMPFAIL, "the queue %s/%s cannot be written (%s): "
+			    "nothing is sent from it until it can", cfg->queue_dir, i == AREA_TMP ?
+			    "tmp" : "queue", sp.dir[i] < 0 ? "missing" : strerror(errno));
+			spool_close(&sp);
+			return rc;
+		}
 	clean_tmp(&sp, time(NULL));
 	rc = list_area(&sp, AREA_QUEUE, &ids, st);
 	for (i = 0; rc == EX_OK && i < ids.n; i++) {
