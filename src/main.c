@@ -153,10 +153,21 @@ reencode_long_lines(const char *dir, FILE *msg, off_t *size, struct status *st)
 	return f;
 }
 
-static bool
-rewind_ok(FILE *f)
+/* Into the failed area; recipients the spool cannot hold (often the reason
+ * they failed: too long, control characters) must not cost the message, so
+ * then it is kept without them. */
+static int
+store_failed(const struct config *cfg, const char *qid, const struct envelope *env, FILE *msg,
+    off_t size, const char *reason, struct status *st)
 {
-	return fseeko(f, 0, SEEK_SET) == 0;
+	struct envelope bare = { .sender = env->sender };
+
+	if (queue_store_failed(cfg, qid, env, msg, size, reason, st) == EX_OK)
+		return EX_OK;
+	if (env->rcpts.n == 0 || fseeko(msg, 0, SEEK_SET) != 0)
+		return st->code;
+	status_clear(st);
+	return queue_store_failed(cfg, qid, &bare, msg, size, reason, st);
 }
 
 /* A message that cannot be delivered is kept with the reason: nothing a
@@ -172,10 +183,7 @@ keep_failed(const struct config *cfg, const char *qid, const struct envelope *en
 	none.sender = cfg->from;
 	if (env == NULL || env->sender == NULL)
 		env = &none;
-	/* as in spool(): recipients the spool cannot hold do not cost the message */
-	if (queue_store_failed(cfg, qid, env, msg, size, why->text, &st) == EX_OK ||
-	    (env != &none && rewind_ok(msg) &&
-	    queue_store_failed(cfg, qid, &none, msg, size, why->text, &st) == EX_OK)) {
+	if (store_failed(cfg, qid, env, msg, size, why->text, &st) == EX_OK) {
 		fprintf(stderr, "acsmail: %s (kept as %s in the failed area)\n", why->text, qid);
 		log_line(LOG_ERR, "id=%s kept in the failed area: %s", qid, why->text);
 	} else {
@@ -187,18 +195,18 @@ keep_failed(const struct config *cfg, const char *qid, const struct envelope *en
 	return why->code;
 }
 
-static bool
-any_state(const struct rcpt_outcome *out, size_t n, enum rcpt_state state)
+static size_t
+count_state(const struct rcpt_outcome *out, size_t n, enum rcpt_state state)
 {
-	size_t i;
+	size_t i, k = 0;
 
 	for (i = 0; i < n; i++)
-		if (out[i].state == state)
-			return true;
-	return false;
+		k += out[i].state == state;
+	return k;
 }
 
-/* Spools msg for the recipients in keep (all when keep is NULL). */
+/* Spools msg for the recipients whose state is keep: the failed area for
+ * RCPT_FAILED, the queue for the others. */
 static int
 spool(const struct config *cfg, const char *qid, const struct envelope *env,
     const struct rcpt_outcome *out, enum rcpt_state keep, FILE *msg, off_t size,
@@ -209,8 +217,6 @@ spool(const struct config *cfg, const char *qid, const struct envelope *env,
 	size_t i;
 	int rc;
 
-	if (out == NULL)
-		return queue_store(cfg, qid, env, msg, size, reason, 0, st);
 	memset(&part.rcpts, 0, sizeof(part.rcpts));
 	for (i = 0; i < env->rcpts.n; i++)
 		if (out[i].state == keep)
@@ -219,20 +225,13 @@ spool(const struct config *cfg, const char *qid, const struct envelope *env,
 		strlist_free(&part.rcpts);
 		return EX_OK;
 	}
-	if (keep == RCPT_FAILED) {
-		rc = queue_store_failed(cfg, qid, &part, msg, size, reason, st);
-		/* recipients the spool cannot hold (often why they failed) must
-		 * not cost the message: then it is kept without them */
-		if (rc != EX_OK && rewind_ok(msg)) {
-			strlist_free(&part.rcpts);
-			rc = queue_store_failed(cfg, qid, &part, msg, size, reason, st);
-		}
-	} else if ((reopens = ratelimit_next(cfg)) > 0) {
+	if (keep == RCPT_FAILED)
+		rc = store_failed(cfg, qid, &part, msg, size, reason, st);
+	else if ((reopens = ratelimit_next(cfg)) > 0)
 		/* held back by the rate budget or a throttle pause: no failed attempt */
 		rc = queue_store(cfg, qid, &part, msg, size, reason, reopens, st);
-	} else {
+	else
 		rc = queue_store_deferred(cfg, qid, &part, msg, size, reason, st);
-	}
 	strlist_free(&part.rcpts);
 	return rc;
 }
@@ -269,16 +268,6 @@ deliver_in_background(const struct config *cfg, const char *qid)
 		config_secret_free(secret);
 	}
 	_exit(0);
-}
-
-static size_t
-count_state(const struct rcpt_outcome *out, size_t n, enum rcpt_state state)
-{
-	size_t i, k = 0;
-
-	for (i = 0; i < n; i++)
-		k += out[i].state == state;
-	return k;
 }
 
 /* After a delivery that did not reach everyone: refused recipients go to
@@ -421,7 +410,7 @@ cmd_deliver(const struct options *o, const struct config *cfg)
 	out = xcalloc(env.rcpts.n, sizeof(*out));
 	rc = deliver_message(&ctx, &env, msg, size, out, reply, sizeof(reply), &st);
 	deliver_finish(&ctx);
-	if (rc == EX_OK && !any_state(out, env.rcpts.n, RCPT_FAILED)) {
+	if (rc == EX_OK && count_state(out, env.rcpts.n, RCPT_FAILED) == 0) {
 		log_outcome(qid, env.sender, env.rcpts.n, size, "sent", reply, now_seconds() - started);
 		goto out;
 	}
