@@ -37,8 +37,9 @@ rm -rf "$plain" && mkdir -p "$plain"
 		ACSMAIL_TEST_BIN="$top/tests/valgrind-acsmail" \
 		ACSMAIL_REAL_BIN="$plain/src/acsmail" >/dev/null 2>&1)
 
-passed=0 failed=0
+passed=0 failed=0 skipped=0
 for trs in $(find "$build/tests" "$plain/tests" -name '*.trs' 2>/dev/null | sort); do
+	skipped=$((skipped + $(grep -c '^:test-result: SKIP' "$trs")))
 	p=$(grep -c '^:test-result: \(PASS\|XFAIL\)' "$trs")
 	f=$(grep -c '^:test-result: \(FAIL\|XPASS\|ERROR\)' "$trs")
 	passed=$((passed + p))
@@ -59,5 +60,9 @@ else
 	echo "-- make distcheck failed:"; tail -30 "$build/distcheck.out"
 fi
 failed=$((failed + failed_steps))
+if [ "$skipped" -gt 0 ]; then
+	echo "-- $skipped skipped (a program or permission this machine lacks):"
+	grep -h '# SKIP' $(find "$build/tests" "$plain/tests" -name '*.log' 2>/dev/null) | grep -v '^ok' | sort -u
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
