@@ -355,11 +355,17 @@ cmd_deliver(const struct options *o, const struct config *cfg)
 		report(&st);
 		goto out;
 	}
-	if (m.header_too_large)
+	rc = aliases_load(cfg->aliases, &al, stderr, &st);
+	if (rc == EX_OK && m.header_too_large) {
+		struct status ignored;
+
+		/* kept for the recipients the command line names (those of -t
+		 * are in the header that could not be read) */
+		policy_resolve(cfg, al, &o->recipients, &env.rcpts, &ignored);
+		env.sender = xstrdup(cfg->from);
 		rc = status_set(&st, EX_DATAERR, "header too large (over %d octets)",
 		    MESSAGE_HEADER_MAX);
-	else
-		rc = aliases_load(cfg->aliases, &al, stderr, &st);
+	}
 	if (rc == EX_OK)
 		rc = policy_apply(cfg, o, al, &m, &env, stderr, &st);
 	if (rc != EX_OK) {

@@ -24,6 +24,8 @@ struct reader {
 	bool eof, error;
 	bool midline;		/* a piece of the current line was handed out */
 	bool bare_cr;		/* the last line ended with CR not followed by LF */
+	bool started;		/* the first chunk was read */
+	bool cr_only;		/* and it held no LF: CR ends lines */
 };
 
 enum segment {
@@ -53,6 +55,12 @@ reader_fill(struct reader *r)
 	n = fread(r->buf, 1, sizeof(r->buf), r->in);
 	r->pos = 0;
 	r->len = n;
+	/* input whose first chunk has no LF at all uses CR alone to end lines
+	 * (old Mac text); anywhere else a bare CR in a field is data, so that
+	 * it cannot start a field of its own */
+	if (!r->started && n > 0)
+		r->cr_only = memchr(r->buf, '\n', n) == NULL;
+	r->started = true;
 	if (n == 0) {
 		if (ferror(r->in))
 			r->error = true;
@@ -364,7 +372,7 @@ message_read(FILE *in, bool dot_ends, const char *tmpdir, struct message *m, str
 			 * bare CR does not end a field line: it stays in the field
 			 * as a control character, refused or encoded where the
 			 * field is used, so it cannot start a field of its own */
-			while (seg == SEG_PART || (seg == SEG_LINE && r->bare_cr)) {
+			while (seg == SEG_PART || (seg == SEG_LINE && r->bare_cr && !r->cr_only)) {
 				if (seg == SEG_LINE)
 					buf_addc(&line, '\r');
 				seg = reader_segment(r, &line);

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -575,6 +576,7 @@ policy_address_fields(const struct config *cfg, struct message *m, struct envelo
     struct status *st)
 {
 	struct address_list l = {0};
+	struct strlist dropped = {0};
 	struct field *f;
 	size_t i, j;
 	bool change;
@@ -588,12 +590,15 @@ policy_address_fields(const struct config *cfg, struct message *m, struct envelo
 		if ((rc = parse_addresses(f->name, f->value, &l, st)) != EX_OK) {
 			address_list_free(&l);
 			/* a field that only asks for a reply or a receipt is
-			 * left as it came rather than cost the message */
+			 * dropped rather than cost the message: as it came it
+			 * could carry a bare name or raw 8-bit text */
 			if (!name_in(f->name, routing_fields) && rc == EX_DATAERR &&
 			    !has_control(f->value)) {
 				status_clear(st);
+				strlist_add_unique(&dropped, f->name);
 				continue;
 			}
+			strlist_free(&dropped);
 			return rc;
 		}
 		change = !str_is_ascii(f->value);
@@ -614,6 +619,9 @@ policy_address_fields(const struct config *cfg, struct message *m, struct envelo
 		}
 		address_list_free(&l);
 	}
+	for (i = 0; i < dropped.n; i++)
+		message_remove(m, dropped.v[i]);
+	strlist_free(&dropped);
 	return EX_OK;
 }
 
@@ -691,7 +699,7 @@ policy_fold_long_lines(struct message *m)
 	struct buf b = {0};
 	const char *line, *end, *p;
 	bool overlong;
-	size_t i, col, last;
+	size_t i, col, start, blank;
 
 	for (i = 0; i < m->nfields; i++) {
 		overlong = false;
@@ -704,18 +712,25 @@ policy_fold_long_lines(struct message *m)
 		}
 		if (!overlong)
 			continue;
-		/* refold the unfolded value: break before a blank once past 77 */
+		/* refold the unfolded value: a line that passes 77 columns is
+		 * broken before its last blank */
 		buf_reset(&b);
 		col = strlen(m->fields[i].name) + 2;
-		last = 0;
+		start = 0;
+		blank = SIZE_MAX;
 		for (p = m->fields[i].value; *p != '\0'; p++) {
-			if ((*p == ' ' || *p == '\t') && col >= 77 && b.len > last) {
-				buf_adds(&b, "\r\n");
-				col = 0;
-				last = b.len;
-			}
+			if ((*p == ' ' || *p == '\t') && b.len > start)
+				blank = b.len;
 			buf_addc(&b, *p);
 			col++;
+			if (col > 77 && blank != SIZE_MAX) {
+				buf_add(&b, "\r\n", 2);
+				memmove(b.s + blank + 2, b.s + blank, b.len - 2 - blank);
+				memcpy(b.s + blank, "\r\n", 2);
+				start = blank + 2;
+				col = b.len - start;
+				blank = SIZE_MAX;
+			}
 		}
 		message_replace(m, &m->fields[i], b.s != NULL ? b.s : "");
 	}

@@ -748,5 +748,338 @@ def _(t):
     t.eq([m.rcpt_tos for m in msgs], [["a@example.com"], ["a@example.com"]], "RCPT TO")
 
 
+
+# ---------------------------------------------------------------------------
+# header line ends, control characters, charsets, folding (SPEC §4, §5, §7)
+
+ADDRESS_FIELDS = ("From", "To", "Cc", "Reply-To", "Sender", "Mail-Followup-To",
+                  "Mail-Reply-To", "Disposition-Notification-To", "Return-Receipt-To",
+                  "Errors-To")
+
+
+def _address_registry():
+    from email.headerregistry import AddressHeader, HeaderRegistry
+    reg = HeaderRegistry()
+    for name in ADDRESS_FIELDS:     # Python knows only some of them
+        reg.map_to_type(name.lower(), AddressHeader)
+    return reg
+
+
+def address_headers(m, name):
+    """the fields NAME parsed by Python's email package as address fields"""
+    reg = _address_registry()
+    return [reg(name, v) for v in m.get_all(name)]
+
+
+def addresses_of(m, name):
+    """[(display name, addr-spec)] of any address field, groups flattened"""
+    return [(a.display_name, a.addr_spec) for h in address_headers(m, name)
+            for a in h.addresses]
+
+
+def address_defects(m):
+    """{field: [defects]} of the address fields Python's email package finds"""
+    out = {}
+    for name in ADDRESS_FIELDS:
+        for h in address_headers(m, name):
+            d = list(h.defects)
+            if d:
+                out.setdefault(name, []).extend(repr(x) for x in d)
+    return out
+
+
+def head_is_ascii(t, m, what):
+    """without SMTPUTF8 no raw 8-bit byte may stand in the header (SPEC §4)"""
+    if "SMTPUTF8" in (m.mail_options or []):
+        return
+    bad = [ln for ln in header_lines(m) if any(b >= 0x80 for b in ln)]
+    t.eq(bad, [], "%s: header lines with raw 8-bit bytes (no SMTPUTF8)" % what)
+
+
+@test("PHP 8 CRLF header + LF body and CR CR LF: one CRLF per line, fields intact",
+      group="lineends")
+def _(t):
+    for stdin in (b"Subject: php8\r\nX-A: 1\r\n\r\nline1\nline2\n",
+                  b"Subject: php8\r\r\nX-A: 1\r\r\n\r\r\nline1\r\r\nline2\r\r\n",
+                  b"Subject: php8\r\r\nX-A: 1\n\nline1\r\nline2\r\r\n"):
+        r = t.run(["a@example.com"], stdin)
+        t.exit(r, 0)
+    msgs = t.messages()
+    t.eq(len(msgs), 3, "three messages")
+    for m in msgs:
+        t.wire_line_ends(m)
+        t.eq(m.get("Subject"), "php8", "Subject")
+        t.eq(m.get("X-A"), "1", "X-A")
+        t.eq(m.body, b"line1\r\nline2\r\n", "body")
+
+
+@test("'Subject: x\\r\\r\\n' and a CR before LF at a header line's end: no CR kept",
+      group="lineends")
+def _(t):
+    r = t.run(["a@example.com"], b"Subject: x\r\r\nX-B: y\r\r\nX-C: z\n\nbody\n")
+    t.exit(r, 0)
+    m = t.message()
+    t.eq(m.get("Subject"), "x", "Subject")
+    t.eq(m.get("X-B"), "y", "X-B")
+    t.eq(m.get("X-C"), "z", "X-C")
+    t.wire_line_ends(m)
+
+
+@test("old Mac CR-only input: the body stays the body, not part of the Subject",
+      group="lineends")
+def _(t):
+    # with no LF anywhere, every CR is a line end (SPEC §4: the first empty
+    # line ends the header); the text after it must not end up in Subject
+    r = t.run(["a@example.com"], b"Subject: mac\rX-A: 1\r\rbody\rline2\r")
+    t.exit(r, 0)
+    m = t.message()
+    t.eq(m.decoded("Subject"), "mac", "Subject")
+    t.eq(m.get("X-A"), "1", "X-A is a field of its own")
+    t.eq(m.body, b"body\r\nline2\r\n", "body")
+    t.wire_line_ends(m)
+
+
+@test("bare CR or NUL in address fields (old and new ones): 65, kept, nothing sent",
+      group="lineends")
+def _(t):
+    cases = [(["-t"], b"To: a@example.com\rBcc: " + EVIL.encode() + b"\nSubject: s\n\nhi\n"),
+             (["a@example.com"], b"Cc: c@example.com\x00\nSubject: s\n\nhi\n"),
+             (["a@example.com"], b"Reply-To: r@example.com\rx\nSubject: s\n\nhi\n"),
+             (["a@example.com"], b"Errors-To: r@example.com\rx\nSubject: s\n\nhi\n"),
+             (["a@example.com"], b"Mail-Followup-To: \"x\x00\" <r@example.com>\n\nhi\n"),
+             (["a@example.com"], b"Disposition-Notification-To: r@example.com\r"
+                                 b"Bcc: " + EVIL.encode() + b"\n\nhi\n"),
+             (["-t"], b"To: a@example.com\nFrom: Joe\r <alerts@mail.example.com>\n\nhi\n")]
+    for args, stdin in cases:
+        r = t.run(args, stdin)
+        t.exit(r, EX_DATAERR, "exit of %r" % stdin[:40])
+    t.nothing_sent("control characters in address fields")
+    t.eq(len(area(t, "failed")), len(cases), "each kept in the failed area")
+
+
+@test("CR and NUL in unstructured fields are encoded, in structured ones a blank",
+      group="lineends")
+def _(t):
+    r = t.run(["a@example.com"],
+              "Subject: caf\u00e9\rbar\nX-N: c\x00d\nX-F: first\n second\rthird\n"
+              "Content-Type: text/plain;\r charset=us-ascii\n"
+              "Date: Mon, 1 Jan\r2024 00:00:00 +0000\n\nbody\rmore\n".encode())
+    t.exit(r, 0)
+    m = t.message()
+    t.wire_line_ends(m)
+    for ln in header_lines(m):
+        t.ok(not any(b < 0x20 and b != 0x09 or b == 0x7f for b in ln),
+             "no control character on a header line: %r" % ln[:60])
+    t.eq(m.decoded("Subject"), "caf\u00e9\rbar", "Subject carries the CR encoded")
+    t.eq(m.decoded("X-N"), "c\x7fd", "the NUL as DEL, encoded")
+    t.eq(m.get("Date"), "Mon, 1 Jan 2024 00:00:00 +0000", "Date: the CR is a blank")
+    t.eq(m.parsed().get_content_type(), "text/plain", "Content-Type still parses")
+    t.eq(m.body, b"body\r\nmore\r\n", "in the body a bare CR is a line end")
+
+
+@test("valid headers no rewrite touches go out byte for byte, folding kept",
+      group="charset")
+def _(t):
+    head = (b"Received: from a.example.com (a.example.com [192.0.2.1])\n"
+            b"\tby b.example.com with ESMTP id 123\n"
+            b"\tfor <a@example.com>; Mon, 1 Jan 2024 00:00:00 +0000\n"
+            b"From: Alerts Team <" + ALLOWED.encode() + b">\n"
+            b"To: Alice <a@example.com>,\n  Bob <b@example.com>\n"
+            b"Subject: =?UTF-8?Q?caf=C3=A9?=\n  =?UTF-8?Q?_cr=C3=A8me?=\n"
+            b"Date: Mon, 1 Jan 2024 00:00:00 +0000\n"
+            b"Message-ID: <abc@mail.example.com>\n"
+            b"References: <a@x>\n <b@x>\n"
+            b"MIME-Version: 1.0\n"
+            b"Content-Type: text/plain;\n charset=utf-8\n"
+            b"Content-Transfer-Encoding: 8bit\n"
+            b"X-Mailer: foo\n    bar\n"
+            b"X-Latin: caf\xe9\n")
+    r = t.run(["-t"], head + b"\ncaf\xc3\xa9 body\n")
+    t.exit(r, 0)
+    m = t.message()
+    want = head.replace(b"\n", b"\r\n")
+    for name in ("Received", "From", "To", "Subject", "Date", "Message-ID", "References",
+                 "MIME-Version", "Content-Type", "Content-Transfer-Encoding", "X-Mailer"):
+        i = want.find(name.encode() + b":")
+        j = i
+        while True:
+            j = want.index(b"\r\n", j) + 2
+            if want[j:j + 1] not in (b" ", b"\t"):
+                break
+        t.eq(m.raw_field(name), want[i:j], "%s unchanged" % name)
+    t.eq(m.decoded("X-Latin"), "caf\u00e9", "the Latin-1 field is converted to UTF-8")
+
+
+@test("Latin-1 in Subject and in the From display name under -t: UTF-8 encoded words",
+      group="charset")
+def _(t):
+    r = t.run(["-t"], b"From: Jos\xe9 M\xfcller <root>\nTo: \"M\xfcller, A\" <a@example.com>\n"
+                      b"Subject: Caf\xe9 cr\xe8me\n\nbody\n")
+    t.exit(r, 0)
+    m = t.message()
+    head_is_ascii(t, m, "Latin-1")
+    t.eq(m.decoded("Subject"), "Caf\u00e9 cr\u00e8me", "Subject")
+    t.eq(m.addresses("From"), [("Jos\u00e9 M\u00fcller", FROM)], "From")
+    t.eq(m.addresses("To"), [("M\u00fcller, A", "a@example.com")], "To")
+    t.eq(address_defects(m), {}, "address fields parse without defects")
+
+
+@test("iso-2022-jp encoded words in To beside bare names: kept, names qualified",
+      group="charset")
+def _(t):
+    r = t.run(["-t"], b"To: =?iso-2022-jp?b?GyRCJUYlOSVIGyhC?= <a@example.com>, bob,\n"
+                      b" =?ISO-2022-JP?B?GyRCOzNFRBsoQg==?= <c@example.com>\nSubject: jp\n\nbody\n")
+    t.exit(r, 0)
+    m = t.message()
+    to = m.addresses("To")
+    t.eq([n for n, _ in to], ["\u30c6\u30b9\u30c8", "", "\u5c71\u7530"], "display names decode")
+    t.eq([a for _, a in to][0::2], ["a@example.com", "c@example.com"], "addresses")
+    t.ok("@" in to[1][1], "the bare name is qualified: %r" % to[1][1])
+    t.eq(address_defects(m), {}, "address fields parse without defects")
+
+
+@test("an encoded word in an undecoded charset beside raw UTF-8 is not encoded twice",
+      group="charset")
+def _(t):
+    # =?koi8-r?b?8NLJ18XU?= is a valid encoded word; wrapping it in a UTF-8
+    # one shows the reader its source text instead of the name
+    r = t.run(["a@example.com"], "To: caf\u00e9 =?koi8-r?b?8NLJ18XU?= <b@example.com>\n"
+                                 "Subject: caf\u00e9 =?koi8-r?b?8NLJ18XU?=\n\nbody\n".encode())
+    t.exit(r, 0)
+    m = t.message()
+    word = "\u041f\u0440\u0438\u0432\u0435\u0442"
+    t.eq(m.decoded("Subject"), "caf\u00e9 " + word, "Subject decodes to the text")
+    t.eq(m.addresses("To"), [("caf\u00e9 " + word, "b@example.com")], "To display name")
+    t.notin("=?koi8-r?", m.decoded("Subject") or "", "no encoded word inside an encoded word")
+
+
+@test("a rewritten From keeps an undecoded encoded word outside quotes", group="charset")
+def _(t):
+    r = t.run(["-t"], b"From: =?iso-2022-jp?b?GyRCJUYlOSVIGyhC?= \"Sales, Tokyo\" <root>\n"
+                      b"To: a@example.com\n\nbody\n")
+    t.exit(r, 0)
+    m = t.message()
+    t.eq(m.addrs("From"), [FROM], "From address")
+    t.eq(address_defects(m), {}, "From parses without defects (no encoded word in quotes)")
+    t.eq([n for n, _ in m.addresses("From")], ["\u30c6\u30b9\u30c8 Sales, Tokyo"],
+         "the display name decodes")
+
+
+@test("Mail-Followup-To, Disposition-Notification-To, Errors-To...: qualified, encoded",
+      group="charset")
+def _(t):
+    r = t.run(["a@example.com"],
+              b"Disposition-Notification-To: root\nReturn-Receipt-To: bob\n"
+              b"Mail-Followup-To: list, J\xc3\xb6rg <j@example.com>\n"
+              b"Mail-Reply-To: Ren\xe9 <r@example.com>\nErrors-To: postmaster\n"
+              b"Subject: s\n\nbody\n")
+    t.exit(r, 0)
+    m = t.message()
+    head_is_ascii(t, m, "new address fields")
+    for name in ("Disposition-Notification-To", "Return-Receipt-To", "Errors-To",
+                 "Mail-Followup-To"):
+        t.ok(addresses_of(m, name), "%s holds an address" % name)
+        for _, a in addresses_of(m, name):
+            t.ok("@" in a, "%s: no bare name (SPEC §5): %r" % (name, a))
+    t.eq(addresses_of(m, "Mail-Reply-To"), [("Ren\u00e9", "r@example.com")], "Mail-Reply-To")
+    t.eq(addresses_of(m, "Mail-Followup-To")[1:], [("J\u00f6rg", "j@example.com")],
+         "Mail-Followup-To")
+    t.eq(address_defects(m), {}, "address fields parse without defects")
+
+
+@test("Errors-To: garbage does not fail the message", group="charset")
+def _(t):
+    r = t.run(["a@example.com"], b"Errors-To: garbage <<<\nSubject: s\n\nbody\n")
+    t.exit(r, 0)
+    t.eq(len(t.messages()), 1, "sent")
+
+
+@test("an unparseable new address field never carries raw 8-bit bytes", group="charset")
+def _(t):
+    # left as it was, it still falls under SPEC §4: no raw non-ASCII header
+    # text without SMTPUTF8 (before it was an address field it was encoded)
+    r = t.run(["a@example.com"], b"Disposition-Notification-To: J\xc3\xb6rg <<j@example.com>\n"
+                                 b"Errors-To: J\xf6rg <<j@example.com>\nSubject: s\n\nbody\n")
+    if r.code != 0:
+        kept_failed(t, r, "refused")
+        return
+    head_is_ascii(t, t.message(), "unparseable address fields")
+
+
+@test("an unparseable Disposition-Notification-To never carries a bare name",
+      group="charset")
+def _(t):
+    # SPEC §5: a bare name never reaches the relay, neither in RCPT TO nor
+    # in a header; dropped, repaired or refused, but not sent as is
+    r = t.run(["a@example.com"], b"Disposition-Notification-To: root <<\nSubject: s\n\nbody\n")
+    if r.code != 0:
+        kept_failed(t, r, "refused")
+        return
+    m = t.message()
+    v = m.get("Disposition-Notification-To")
+    t.ok(v is None or "root <<" not in v, "the bare name went out: %r" % v)
+
+
+@test("header lines over 998 octets are refolded below 78 columns", group="fold")
+def _(t):
+    refs = b" ".join(b"<%d.abcdefghij@example.com>" % i for i in range(200))
+    subj = b" ".join(b"word%d" % i for i in range(300))
+    to = b", ".join(b"user%d@example.com" % i for i in range(100))
+    r = t.run(["a@example.com"], b"Subject: " + subj + b"\nReferences: " + refs +
+              b"\nTo: " + to + b"\n\nbody\n")
+    t.exit(r, 0)
+    m = t.message()
+    t.eq(m.get("References").encode(), refs, "References unchanged when unfolded")
+    t.eq(m.get("Subject").encode(), subj, "Subject unchanged when unfolded")
+    t.eq(len(m.addrs("To")), 100, "To: 100 addresses")
+    for name in ("Subject", "References", "To"):
+        lens = [len(ln) for ln in m.raw_field(name).split(b"\r\n")[:-1]]
+        t.ok(max(lens) <= 78, "%s: every line at most 78 octets, got %r" % (name, lens[:12]))
+
+
+@test("a 2000-octet one-word Subject is delivered whole, never cut", group="fold")
+def _(t):
+    r = t.run(["a@example.com"], b"Subject: " + b"x" * 2000 + b"\n\nbody\n")
+    if r.code != 0:
+        t.exit(r, EX_DATAERR)
+        kept_failed(t, r, "refused")
+        return
+    m = t.message()
+    t.eq(m.decoded("Subject"), "x" * 2000, "Subject whole")
+    t.eq(m.body, b"body\r\n", "body")
+    t.wire_line_ends(m)
+
+
+@test("a folded To of 200 addresses under -t: all reached, folding kept", group="fold")
+def _(t):
+    to = b"To: " + b",\n ".join(b"user%d@example.com" % i for i in range(200))
+    r = t.run(["-t"], to + b"\nSubject: s\n\nbody\n")
+    t.exit(r, 0)
+    msgs = t.messages()
+    t.eq(sorted(a for m in msgs for a in m.rcpt_tos),
+         sorted("user%d@example.com" % i for i in range(200)), "RCPT TO")
+    for m in msgs:
+        t.eq(m.raw_field("To"), to.replace(b"\n", b"\r\n") + b"\r\n", "To byte for byte")
+        t.eq(address_defects(m), {}, "address fields parse without defects")
+
+
+@test("a header over 1 MB: 65, kept with its recipients and its whole text", group="size")
+def _(t):
+    big = b"X-Big: " + b"q" * (1024 * 1024 + 10)
+    stdin = b"Subject: s\n" + big + b"\nX-After: 1\n\nbody line\n"
+    r = t.run(["rcpt1@example.com", "rcpt2@example.com"], stdin)
+    t.exit(r, EX_DATAERR)
+    kept_failed(t, r, "1 MB header")
+    blob = b""
+    for name in area(t, "failed"):
+        with open(os.path.join(t.queue_dir, "failed", name), "rb") as f:
+            blob += f.read()
+    for part in (b"Subject: s", big, b"X-After: 1", b"body line"):
+        t.ok(part in blob, "the failed area holds %r" % part[:20])
+    r = t.run(["-bp"])
+    for rcpt in ("rcpt1@example.com", "rcpt2@example.com"):
+        t.isin(rcpt, r.stdout, "mailq lists the recipient of the failed message")
+
+
 if __name__ == "__main__":
     harness.main()
