@@ -1,5 +1,6 @@
 /* mime.c: RFC 2047 encoded words, quoted-printable, the 8-bit downgrade */
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1032,4 +1033,25 @@ mime_downgrade(FILE *in, FILE *out, struct status *st)
 	if (spool != NULL)
 		fclose(spool);
 	return rc;
+}
+
+/* An RFC 2047 encoded word as a phrase may hold it (RFC 2047 5(3)):
+ * =?charset?B|Q?text?=, the charset a token, the text of letters, digits
+ * and !*+-/=_ only. */
+bool
+mime_is_encoded_word(const char *w, size_t n)
+{
+	const char *p = w + 2, *end = w + n - 2;
+
+	if (n < 8 || w[0] != '=' || w[1] != '?' || end[0] != '?' || end[1] != '=')
+		return false;
+	for (; p < end && *p != '?'; p++)
+		if (!isalnum((unsigned char)*p) && strchr("-_!#$%&'*+^`{|}~", *p) == NULL)
+			return false;
+	if (p == w + 2 || p + 2 >= end || strchr("BbQq", p[1]) == NULL || p[2] != '?')
+		return false;
+	for (p += 3; p < end; p++)
+		if (!isalnum((unsigned char)*p) && strchr("!*+-/=_", *p) == NULL)
+			return false;
+	return true;
 }

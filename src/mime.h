@@ -14,6 +14,11 @@
  * new string. */
 char *mime_decode_words(const char *text);
 
+/* w (n octets) is one RFC 2047 encoded word as a phrase may hold it:
+ * =?charset?B|Q?text?=, the charset a token, the text of letters, digits
+ * and !*+-/=_ only. */
+bool mime_is_encoded_word(const char *w, size_t n);
+
 /* Unstructured text (Subject, ...) ready for a header: returned as is
  * when ASCII without control characters; otherwise as UTF-8 encoded words,
  * folded with CRLF + space so no line reaches 78 columns given that the

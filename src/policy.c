@@ -759,6 +759,80 @@ without_controls(const char *s)
 	return v;
 }
 
+/* Appends a piece of an unstructured field, on a new line when it would
+ * pass 77 columns. */
+static void
+text_add_piece(struct buf *out, size_t *col, char *piece)
+{
+	const char *nl;
+
+	if (out->len > 0) {
+		if (*col + 1 + strcspn(piece, "\r") > 77) {
+			buf_adds(out, "\r\n");
+			*col = 0;
+		}
+		buf_addc(out, ' ');
+		(*col)++;
+	}
+	buf_adds(out, piece);
+	nl = strrchr(piece, '\n');
+	*col = nl != NULL ? strlen(nl + 1) : *col + strlen(piece);
+	free(piece);
+}
+
+/* The run of plain words before or after an encoded word, encoded when it
+ * needs it; an encoded run carries the blank next to the encoded word
+ * inside it, since blanks between encoded words are not text (RFC 2047 6.2). */
+static void
+text_flush_run(struct buf *out, size_t *col, struct buf *run, bool before, bool after)
+{
+	struct buf t = {0};
+
+	if (run->len == 0)
+		return;
+	if (str_is_ascii(run->s) && !has_control(run->s)) {
+		text_add_piece(out, col, buf_steal(run));
+		return;
+	}
+	if (after)
+		buf_addc(&t, ' ');
+	buf_add(&t, run->s, run->len);
+	if (before)
+		buf_addc(&t, ' ');
+	text_add_piece(out, col, mime_encode_text(t.s, *col + (out->len > 0)));
+	buf_free(&t);
+	buf_reset(run);
+}
+
+/* Text for an unstructured field: the encoded words that decoding left
+ * (a charset not decoded) stay as they are, the runs between are encoded. */
+static char *
+encode_text_keeping_words(const char *text, size_t column)
+{
+	struct buf out = {0}, run = {0};
+	const char *p = text, *end;
+	size_t col = column;
+	bool after_word = false;
+
+	for (;; p = end + 1) {
+		end = p + strcspn(p, " ");
+		if (end > p && mime_is_encoded_word(p, (size_t)(end - p))) {
+			text_flush_run(&out, &col, &run, true, after_word);
+			text_add_piece(&out, &col, xstrndup(p, (size_t)(end - p)));
+			after_word = true;
+		} else if (end > p) {
+			if (run.len > 0)
+				buf_addc(&run, ' ');
+			buf_add(&run, p, (size_t)(end - p));
+		}
+		if (*end == '\0')
+			break;
+	}
+	text_flush_run(&out, &col, &run, false, after_word);
+	buf_free(&run);
+	return buf_steal(&out);
+}
+
 /* Subject and other free text with raw non-ASCII bytes or control
  * characters: encoded words, which carry them safely.
  * Encoded words already in the text are decoded first, so nothing is
@@ -785,7 +859,7 @@ policy_encode_text(struct message *m)
 		}
 		utf8 = as_utf8(f->value);
 		decoded = mime_decode_words(utf8);
-		v = mime_encode_text(decoded, strlen(f->name) + 2);
+		v = encode_text_keeping_words(decoded, strlen(f->name) + 2);
 		message_replace(m, f, v);
 		free(v);
 		free(decoded);

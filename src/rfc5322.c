@@ -543,27 +543,6 @@ address_spec(const char *local, const char *domain)
 
 /* Words of atext separated by single spaces need no quotes; a name that
  * looks like an encoded word gets them, so it is not decoded. */
-/* An RFC 2047 encoded word as a phrase may hold it (RFC 2047 5(3)):
- * =?charset?B|Q?text?=, the charset a token, the text of letters, digits
- * and !*+-/=_ only. */
-static bool
-is_encoded_word(const char *w, size_t n)
-{
-	const char *p = w + 2, *end = w + n - 2;
-
-	if (n < 8 || w[0] != '=' || w[1] != '?' || end[0] != '?' || end[1] != '=')
-		return false;
-	for (; p < end && *p != '?'; p++)
-		if (!isalnum((unsigned char)*p) && strchr("-_!#$%&'*+^`{|}~", *p) == NULL)
-			return false;
-	if (p == w + 2 || p + 2 >= end || strchr("BbQq", p[1]) == NULL || p[2] != '?')
-		return false;
-	for (p += 3; p < end; p++)
-		if (!isalnum((unsigned char)*p) && strchr("!*+-/=_", *p) == NULL)
-			return false;
-	return true;
-}
-
 /* A phrase word that needs no quotes: atext only, or an encoded word that
  * stayed encoded (a charset that is not decoded): quoted, it would be shown
  * as its raw text (RFC 2047 5). Other text holding "=?" is quoted, so it is
@@ -573,7 +552,7 @@ is_plain_word(const char *w, size_t n)
 {
 	size_t i;
 
-	if (is_encoded_word(w, n))
+	if (mime_is_encoded_word(w, n))
 		return true;
 	for (i = 0; i < n; i++)
 		if (!is_atext((unsigned char)w[i]) || (w[i] == '=' && i + 1 < n && w[i + 1] == '?'))
@@ -632,16 +611,14 @@ fold_punct(struct folder *f, char c)
 	f->col++;
 }
 
+/* A piece of a phrase that holds no encoded word: as it is when it can
+ * be, as encoded words when it is not ASCII, else quoted. */
 static void
-fold_phrase(struct folder *f, const char *name)
+fold_phrase_piece(struct folder *f, const char *clean)
 {
 	struct buf q = {0};
-	char *clean, *enc, *p;
+	char *enc, *p;
 
-	clean = xstrdup(name);
-	for (p = clean; *p != '\0'; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = ' ';
 	if (!str_is_ascii(clean)) {
 		if (f->used) {
 			if (f->col + 1 + ENCODED_MIN > FOLD_COLS) {
@@ -660,13 +637,75 @@ fold_phrase(struct folder *f, const char *name)
 			f->col += strlen(enc);
 		f->used = true;
 		free(enc);
-	} else if (is_plain_phrase(clean))
+	} else if (is_plain_phrase(clean)) {
 		fold_add(f, clean);
-	else {
+	} else {
 		buf_add_quoted(&q, clean);
 		fold_add(f, q.s);
 		buf_free(&q);
 	}
+}
+
+static bool
+has_encoded_word(const char *s)
+{
+	const char *p, *end;
+
+	for (p = strstr(s, "=?"); p != NULL; p = strstr(end, "=?")) {
+		end = p + strcspn(p, " ");
+		if ((p == s || p[-1] == ' ') && mime_is_encoded_word(p, (size_t)(end - p)))
+			return true;
+	}
+	return false;
+}
+
+/* A display name. Encoded words that decoding left (a charset it does not
+ * know) are written as they are, outside any quotes (RFC 2047 5(3)); the
+ * runs of words between them are pieces of their own, a blank apart, which
+ * is how the parser reads them back. */
+static void
+fold_phrase(struct folder *f, const char *name)
+{
+	struct buf run = {0};
+	char *clean, *p, *end, *w;
+	bool word;
+
+	clean = xstrdup(name);
+	for (p = clean; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	if (!has_encoded_word(clean)) {
+		fold_phrase_piece(f, clean);	/* the usual case, blanks kept as they are */
+		free(clean);
+		return;
+	}
+	for (p = clean;; p = end + 1) {
+		end = p + strcspn(p, " ");
+		word = end > p && mime_is_encoded_word(p, (size_t)(end - p));
+		if (word || *end == '\0') {
+			if (!word && end > p) {
+				if (run.len > 0)
+					buf_addc(&run, ' ');
+				buf_add(&run, p, (size_t)(end - p));
+			}
+			if (run.len > 0) {
+				fold_phrase_piece(f, run.s);
+				buf_reset(&run);
+			}
+			if (word) {
+				w = xstrndup(p, (size_t)(end - p));
+				fold_add(f, w);
+				free(w);
+			}
+		} else if (end > p) {
+			if (run.len > 0)
+				buf_addc(&run, ' ');
+			buf_add(&run, p, (size_t)(end - p));
+		}
+		if (*end == '\0')
+			break;
+	}
+	buf_free(&run);
 	free(clean);
 }
 
