@@ -110,15 +110,12 @@ temp_file(const char *dir, struct status *st)
 	return f;
 }
 
-/* Writes m to a new temporary file; *size gets its length. */
+/* After writing f (rc is how that went): f rewound with *size its length,
+ * or NULL, closed, with the reason in st. */
 static FILE *
-prepare(const char *dir, struct message *m, off_t *size, struct status *st)
+temp_written(FILE *f, int rc, off_t *size, struct status *st)
 {
-	FILE *f = temp_file(dir, st);
-
-	if (f == NULL)
-		return NULL;
-	if (message_write(m, f, st) != EX_OK || fflush(f) != 0) {
+	if (rc != EX_OK || fflush(f) != 0) {
 		if (st->code == EX_OK)
 			status_set(st, EX_TEMPFAIL, "cannot write a temporary file: %s",
 			    strerror(errno));
@@ -130,6 +127,17 @@ prepare(const char *dir, struct message *m, off_t *size, struct status *st)
 	return f;
 }
 
+/* Writes m to a new temporary file; *size gets its length. */
+static FILE *
+prepare(const char *dir, struct message *m, off_t *size, struct status *st)
+{
+	FILE *f = temp_file(dir, st);
+
+	if (f == NULL)
+		return NULL;
+	return temp_written(f, message_write(m, f, st), size, st);
+}
+
 /* SMTP allows 998 octets a line: a body with longer lines is re-encoded
  * as quoted-printable rather than cut (SPEC §4). Takes msg, returns the
  * re-encoded message or NULL. */
@@ -138,18 +146,9 @@ reencode_long_lines(const char *dir, FILE *msg, off_t *size, struct status *st)
 {
 	FILE *f = temp_file(dir, st);
 
-	if (f != NULL && (mime_downgrade(msg, f, st) != EX_OK || fflush(f) != 0)) {
-		if (st->code == EX_OK)
-			status_set(st, EX_TEMPFAIL, "cannot write a temporary file: %s",
-			    strerror(errno));
-		fclose(f);
-		f = NULL;
-	}
+	if (f != NULL)
+		f = temp_written(f, mime_downgrade(msg, f, st), size, st);
 	fclose(msg);
-	if (f != NULL) {
-		*size = ftello(f);
-		rewind(f);
-	}
 	return f;
 }
 
@@ -236,14 +235,31 @@ spool(const struct config *cfg, const char *qid, const struct envelope *env,
 	return rc;
 }
 
+/* One pass of the runner over the queue, with the secret read for it. */
+static int
+run_queue(const struct config *cfg, const struct queue_filter *f, FILE *transcript,
+    struct status *st)
+{
+	struct deliver_ctx ctx = { .cfg = cfg, .transcript = transcript };
+	char *secret = NULL;
+	int rc;
+
+	rc = config_secret(cfg, &secret, st);
+	if (rc != EX_OK)
+		return rc;
+	ctx.secret = secret;
+	rc = queue_run(cfg, &ctx, f, st);
+	deliver_finish(&ctx);
+	config_secret_free(secret);
+	return rc;
+}
+
 /* Detaches a child that delivers the spooled message; the caller returns at once. */
 static void
 deliver_in_background(const struct config *cfg, const char *qid)
 {
 	struct queue_filter f = { .flush = true, .id = qid };
-	struct deliver_ctx ctx = { .cfg = cfg };
 	struct status st;
-	char *secret = NULL;
 	pid_t pid;
 	int fd;
 
@@ -261,12 +277,7 @@ deliver_in_background(const struct config *cfg, const char *qid)
 			close(fd);
 	}
 	status_clear(&st);
-	if (config_secret(cfg, &secret, &st) == EX_OK) {
-		ctx.secret = secret;
-		queue_run(cfg, &ctx, &f, &st);
-		deliver_finish(&ctx);
-		config_secret_free(secret);
-	}
+	run_queue(cfg, &f, NULL, &st);
 	_exit(0);
 }
 
@@ -479,19 +490,11 @@ cmd_queue_run(const struct options *o, const struct config *cfg)
 		.sender = o->queue_sender,
 		.id = o->queue_id,
 	};
-	struct deliver_ctx ctx = { .cfg = cfg, .transcript = o->verbose ? stderr : NULL };
 	struct status st;
-	char *secret = NULL;
 	int rc;
 
 	status_clear(&st);
-	rc = config_secret(cfg, &secret, &st);
-	if (rc != EX_OK)
-		return report(&st);
-	ctx.secret = secret;
-	rc = queue_run(cfg, &ctx, &f, &st);
-	deliver_finish(&ctx);
-	config_secret_free(secret);
+	rc = run_queue(cfg, &f, o->verbose ? stderr : NULL, &st);
 	if (rc == EX_OK)
 		return EX_OK;
 	report(&st);

@@ -841,7 +841,7 @@ static void
 policy_encode_text(struct message *m)
 {
 	struct field *f;
-	char *utf8, *decoded, *v;
+	char *decoded, *v;
 	size_t i;
 
 	for (i = 0; i < m->nfields; i++) {
@@ -857,13 +857,12 @@ policy_encode_text(struct message *m)
 			}
 			continue;
 		}
-		utf8 = as_utf8(f->value);
-		decoded = mime_decode_words(utf8);
+		/* policy_charset made the text UTF-8 already */
+		decoded = mime_decode_words(f->value);
 		v = encode_text_keeping_words(decoded, strlen(f->name) + 2);
 		message_replace(m, f, v);
 		free(v);
 		free(decoded);
-		free(utf8);
 	}
 }
 
